@@ -1,0 +1,41 @@
+# Two commands set up and run everything: `make demo` and `make test`.
+# Each installs what is missing (Debian packages with apt, a .venv with lenghu
+# and its extras), idempotently, then runs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lenghu-installed
+SYSTEM_STAMP := $(VENV)/.system-checked
+DEMO_OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: all setup system demo test bench fuzz sample-data clean
+
+all: test
+
+setup: system $(STAMP)
+
+system:
+	@bash tools/ensure_system_packages.sh
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[all]"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/lenghu demo --out $(DEMO_OUT)
+
+test: setup
+	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run.py --out BENCHMARKS.md
+
+sample-data: setup
+	bash sample_data/make_sample_data.sh
+
+clean:
+	rm -rf $(DEMO_OUT) build dist *.egg-info .pytest_cache

@@ -1,0 +1,80 @@
+"""The ``lenghu`` command: parses arguments, then hands over to the library.
+
+Each subcommand lives in its own module under :mod:`lenghu.commands` with two
+functions, ``add_parser(subparsers)`` and ``run(args) -> int``. Those modules
+import only argparse at module level, so ``lenghu --help`` is instant and works
+without Dask or a GL library; the heavy parts are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from lenghu import __version__
+
+# Subcommand modules, in the order --help lists them.
+COMMAND_MODULES = (
+    "lenghu.commands.simulate",
+    "lenghu.commands.instruments",
+    "lenghu.commands.demo",
+)
+
+DESCRIPTION = """\
+lenghu: pipelines, conversion and a viewer for the Lenghu observatory
+(Saishiteng mountain, Qinghai; WFST 2.5 m) and for large simulations.
+
+Run `lenghu COMMAND --help` for each command's options and examples."""
+
+EXIT_CODES = """\
+exit status:
+  0  success
+  1  the command failed (the message says why)
+  2  bad command line
+  3  the run finished but some inputs failed (they are listed with reasons)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (all subcommands registered)."""
+    parser = argparse.ArgumentParser(
+        prog="lenghu",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lenghu {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lenghu`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from lenghu.errors import LenghuError
+
+    try:
+        return int(args._run(args) or 0)
+    except LenghuError as exc:
+        print(f"lenghu {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lenghu {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
