@@ -17,6 +17,7 @@ from lenghu import __version__
 
 # Subcommand modules, in the order --help lists them.
 COMMAND_MODULES = (
+    "lenghu.commands.reduce",
     "lenghu.commands.simulate",
     "lenghu.commands.instruments",
     "lenghu.commands.demo",

@@ -9,15 +9,8 @@ from pathlib import Path
 from lenghu.errors import FrameError
 from lenghu.instruments import load_instrument
 from lenghu.io.atomic import write_bytes_atomic
+from lenghu.io.discover import find_raw_files
 from lenghu.io.raw import read_record
-
-RAW_PATTERNS = ("*.fits", "*.fits.fz", "*.fits.gz", "*.fit", "*.fts")
-
-
-def find_raw_files(folder: Path) -> list[Path]:
-    """FITS files (plain or compressed) below ``folder``, sorted."""
-    return sorted({p for pattern in RAW_PATTERNS for p in folder.rglob(pattern)})
-
 
 def ensure_sample_night(sample: Path, out: Path) -> Path:
     """The sample night's raw folder; simulated into ``out`` when not shipped."""

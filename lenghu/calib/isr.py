@@ -1,0 +1,137 @@
+"""Instrument signature removal of one detector of one exposure: pure functions.
+
+Order (as ccdproc's verbs): overscan, trim, gain (in :mod:`assemble`), then
+bias, dark scaled by exposure time, flat; masks from saturation, the masters
+and cosmic rays; a variance plane from read noise, Poisson noise and the
+masters' own noise. Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from lenghu.calib.assemble import AssembledFrame
+from lenghu.calib.cosmics import CosmicRayConfig, detect_cosmic_rays
+from lenghu.calib.masks import MASK_DTYPE, MaskBit
+from lenghu.calib.masters import MasterFrame
+from lenghu.calib.overscan import OverscanConfig
+
+
+@dataclass(frozen=True)
+class IsrConfig:
+    """Configuration of signature removal.
+
+    Attributes
+    ----------
+    overscan : OverscanConfig
+    cosmic_rays : CosmicRayConfig
+    precision : {"float32", "float64"}
+        Arithmetic precision before the products are written as float32.
+        float64 reproduces ccdproc (which computes in float64) bit for bit up
+        to the final rounding; float32 halves memory.
+    """
+
+    overscan: OverscanConfig = field(default_factory=OverscanConfig)
+    cosmic_rays: CosmicRayConfig = field(default_factory=CosmicRayConfig)
+    precision: Literal["float32", "float64"] = "float32"
+
+    @property
+    def dtype(self) -> type:
+        """The numpy type of the arithmetic."""
+        return np.float64 if self.precision == "float64" else np.float32
+
+
+@dataclass(frozen=True)
+class Calibrations:
+    """The masters available for one detector (None where the night had none)."""
+
+    bias: MasterFrame | None = None
+    dark: MasterFrame | None = None
+    flat: MasterFrame | None = None
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Names of the calibrations that are absent."""
+        return tuple(k for k in ("bias", "dark", "flat") if getattr(self, k) is None)
+
+
+@dataclass(frozen=True)
+class CalibratedImage:
+    """SCI (electrons), VAR (electrons^2), MASK (bits of :class:`MaskBit`) and what was done."""
+
+    sci: np.ndarray
+    var: np.ndarray
+    mask: np.ndarray
+    steps: tuple[str, ...]
+    missing: tuple[str, ...]
+    read_noise: dict[str, float]
+    overscan_level: dict[str, float]
+    cosmic_ray_pixels: int = 0
+
+
+def subtract_calibrations(frame: AssembledFrame, exptime: float, cals: Calibrations,
+                          dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Bias, dark (scaled by ``exptime`` seconds) and flat applied to an assembled frame.
+
+    Returns
+    -------
+    sci, var, mask, steps
+        Electrons, electrons^2, mask bits, and the names of the steps done.
+    """
+    sci = frame.image.astype(dtype, copy=True)
+    calib_var = np.zeros(sci.shape, dtype=dtype)
+    mask = np.zeros(sci.shape, dtype=MASK_DTYPE)
+    steps = ["overscan", "trim", "gain"]
+    collected = sci.copy()  # electrons the pixel collected (signal + dark), for Poisson noise
+    if cals.bias is not None:
+        sci -= cals.bias.image.astype(dtype)
+        collected = sci.copy()
+        calib_var += cals.bias.variance
+        mask |= cals.bias.mask
+        steps.append("bias")
+    if cals.dark is not None:
+        sci -= cals.dark.image.astype(dtype) * dtype(exptime)
+        calib_var += cals.dark.variance * dtype(exptime**2)
+        mask |= cals.dark.mask
+        steps.append("dark")
+    var = frame.read_variance.astype(dtype) + np.clip(collected, 0, None) + calib_var
+    if cals.flat is not None:
+        flat = cals.flat.image.astype(dtype)
+        good = flat > 0
+        safe = np.where(good, flat, dtype(1))
+        sci /= safe
+        var = (var + sci * sci * cals.flat.variance.astype(dtype)) / (safe * safe)
+        mask |= cals.flat.mask
+        mask[~good] |= MASK_DTYPE(MaskBit.NO_DATA)
+        steps.append("flat")
+    return sci, var, mask, tuple(steps)
+
+
+def remove_signature(frame: AssembledFrame, exptime: float, cals: Calibrations, config: IsrConfig,
+                     saturation_e: float) -> CalibratedImage:
+    """The whole signature removal of one detector image; see the module docstring."""
+    sci, var, mask, steps = subtract_calibrations(frame, exptime, cals, config.dtype)
+    mask[frame.saturated] |= MASK_DTYPE(MaskBit.SAT)
+    mask[frame.no_data] |= MASK_DTYPE(MaskBit.NO_DATA)
+    n_cr = 0
+    if config.cosmic_rays.enabled:
+        ignore = (mask & MASK_DTYPE(MaskBit.SAT | MaskBit.NO_DATA | MaskBit.BAD)) != 0
+        rn = float(np.median(list(frame.read_noise.values())))
+        crs = detect_cosmic_rays(sci, ignore, rn, saturation_e, config.cosmic_rays)
+        mask[crs] |= MASK_DTYPE(MaskBit.CR)
+        n_cr = int(crs.sum())
+        steps = steps + ("cosmic_rays",)
+    var[(mask & MASK_DTYPE(MaskBit.NO_DATA)) != 0] = np.inf
+    return CalibratedImage(
+        sci=sci.astype(np.float32),
+        var=var.astype(np.float32),
+        mask=mask,
+        steps=steps,
+        missing=cals.missing,
+        read_noise=frame.read_noise,
+        overscan_level=frame.overscan_level,
+        cosmic_ray_pixels=n_cr,
+    )

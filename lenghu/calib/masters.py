@@ -1,0 +1,106 @@
+"""Master calibration frames and their quality figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from lenghu.calib.masks import MASK_DTYPE, MaskBit
+
+MasterKind = Literal["bias", "dark", "flat"]
+
+
+@dataclass(frozen=True)
+class MasterFrame:
+    """One master: image, variance and mask of a detector (flats: of a filter).
+
+    Units: bias in electrons, dark in electrons per second, flat
+    dimensionless with mean 1 over the good pixels. ``path`` names the file
+    it was read from (provenance), ``quality`` holds its figures.
+    """
+
+    kind: MasterKind
+    image: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray
+    path: str = ""
+    quality: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    """Thresholds used when finishing masters.
+
+    Attributes
+    ----------
+    hot_pixel_rate : float
+        Dark current above which a pixel is HOT, electrons / s.
+    low_flat : float
+        Normalised flat response below which a pixel is LOW_FLAT.
+    bad_column_sigma : float
+        A column whose median deviates from its neighbours' by more than this
+        many robust standard deviations (of the column medians) is BAD.
+    """
+
+    hot_pixel_rate: float = 1.0
+    low_flat: float = 0.5
+    bad_column_sigma: float = 10.0
+
+
+def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Boolean mask of whole columns whose median stands out from their neighbours."""
+    columns = np.nanmedian(image, axis=0)
+    from scipy.ndimage import median_filter
+
+    smooth = median_filter(columns, size=15, mode="nearest")
+    resid = columns - smooth
+    scale = 1.4826 * np.nanmedian(np.abs(resid - np.nanmedian(resid)))
+    bad = np.abs(resid) > sigma * max(scale, 1e-6)
+    return np.broadcast_to(bad[None, :], image.shape)
+
+
+def finish_master(kind: MasterKind, image: np.ndarray, variance: np.ndarray, n_used: np.ndarray,
+                  n_inputs: int, config: MasterConfig, exposure: float = 1.0) -> MasterFrame:
+    """Turn a combined stack into a master: normalise, mask, and measure its quality.
+
+    Parameters
+    ----------
+    image, variance : ndarray
+        The combined image and its variance (electrons; for darks the total
+        over ``exposure`` seconds, for flats any level).
+    n_used : ndarray
+        Values kept per pixel.
+    exposure : float
+        Exposure time of the combined darks, seconds (darks are divided by it).
+    """
+    image = image.astype(np.float32)
+    variance = variance.astype(np.float32)
+    mask = np.zeros(image.shape, dtype=MASK_DTYPE)
+    mask[n_used == 0] |= MASK_DTYPE(MaskBit.NO_DATA)
+    quality = {"n_inputs": int(n_inputs), "rejected_fraction": float(1 - n_used.sum() / (n_inputs * n_used.size))}
+    if kind == "dark":
+        image = image / np.float32(exposure)
+        variance = variance / np.float32(exposure**2)
+        hot = image > config.hot_pixel_rate
+        mask[hot] |= MASK_DTYPE(MaskBit.HOT)
+        quality["hot_pixels"] = int(hot.sum())
+        quality["median_rate_e_per_s"] = float(np.nanmedian(image))
+    if kind in ("bias", "dark"):
+        cols = bad_columns(image, config.bad_column_sigma)
+        mask[cols] |= MASK_DTYPE(MaskBit.BAD)
+        quality["bad_columns"] = int(cols[0].sum())
+    if kind == "flat":
+        good = np.isfinite(image) & (n_used > 0)
+        norm = float(np.mean(image[good]))
+        image = image / np.float32(norm)
+        variance = variance / np.float32(norm**2)
+        low = ~(image > config.low_flat)
+        mask[low] |= MASK_DTYPE(MaskBit.LOW_FLAT)
+        quality["normalisation_e"] = norm
+        quality["low_pixels"] = int(low.sum())
+    good = mask == 0
+    quality["noise"] = float(np.sqrt(np.nanmedian(variance[good]))) if good.any() else float("nan")
+    quality["median"] = float(np.nanmedian(image[good])) if good.any() else float("nan")
+    return MasterFrame(kind=kind, image=image, variance=variance, mask=mask, quality=quality)

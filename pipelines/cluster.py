@@ -1,0 +1,76 @@
+"""Start (or connect to) the Dask cluster a run uses.
+
+- default: a ``LocalCluster`` with one single-threaded worker process per
+  core, each with a memory limit, bound to localhost (scheduler and dashboard);
+- ``scheduler``: an existing ``dask scheduler`` by address;
+- ``slurm``/``pbs``: workers as batch jobs through dask-jobqueue, configured by
+  ``[execution.jobqueue]`` in the config file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from lenghu.pipelines.config import ExecutionConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the run is connected to, for the summary and the registry."""
+
+    kind: str
+    address: str
+    dashboard: str | None
+    workers: int
+
+
+@contextlib.contextmanager
+def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Client", ClusterInfo]]:  # noqa: F821
+    """A connected ``distributed.Client`` and a description; closes what it started."""
+    import distributed
+
+    if execution.scheduler:
+        client = distributed.Client(execution.scheduler, timeout="30s")
+        try:
+            n = len(client.scheduler_info().get("workers", {}))
+            yield client, ClusterInfo("scheduler", execution.scheduler, client.dashboard_link, n)
+        finally:
+            client.close()
+        return
+    if execution.cluster in ("slurm", "pbs"):
+        try:
+            import dask_jobqueue
+        except ImportError as exc:
+            raise RuntimeError("cluster = slurm/pbs needs dask-jobqueue: pip install 'lenghu[cluster]'") from exc
+        cls = dask_jobqueue.SLURMCluster if execution.cluster == "slurm" else dask_jobqueue.PBSCluster
+        cluster = cls(**dict(execution.jobqueue))
+        cluster.scale(jobs=execution.jobs)
+        client = distributed.Client(cluster)
+        try:
+            yield client, ClusterInfo(execution.cluster, cluster.scheduler_address, client.dashboard_link,
+                                      execution.jobs)
+        finally:
+            client.close()
+            cluster.close()
+        return
+    workers = execution.workers or os.cpu_count() or 1
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=execution.threads_per_worker,
+        memory_limit=execution.memory_limit,
+        host="127.0.0.1",
+        dashboard_address=execution.dashboard,
+        silence_logs=logging.CRITICAL,  # task errors are reported in the summary
+    )
+    client = distributed.Client(cluster)
+    try:
+        yield client, ClusterInfo("local", cluster.scheduler_address, client.dashboard_link, workers)
+    finally:
+        client.close()
+        cluster.close()

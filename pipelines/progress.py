@@ -1,0 +1,29 @@
+"""Waiting for a stage's futures with a terminal progress bar."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+
+def wait_all(futures: Sequence, label: str, show: bool = True) -> tuple[list[Any], dict[str, str]]:
+    """Wait for every future; return results (None for failures) and errors by future key.
+
+    A task that raised is not re-raised: its error text (type and message,
+    which for lenghu's typed errors names the file) is returned so the stage
+    can record it and go on with the others.
+    """
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    errors: dict[str, str] = {}
+    bar = tqdm(total=len(futures), desc=label, unit="task", file=sys.stderr,
+               disable=not show or not futures, leave=True, dynamic_ncols=True)
+    with bar:
+        for future in as_completed(futures):
+            if future.status == "error":
+                exc = future.exception()
+                errors[future.key] = f"{type(exc).__name__}: {exc}"
+            bar.update(1)
+    results = [None if f.key in errors else f.result() for f in futures]
+    return results, errors
