@@ -57,3 +57,7 @@ class ShapeError(FrameError):
 
 class UnclassifiedFrameError(FrameError):
     """No frame-type rule of the instrument matches this header."""
+
+
+class MissingExtensionError(FrameError):
+    """An HDU (extension) that the instrument or the caller asks for is not in the file."""

@@ -261,9 +261,9 @@ def _explicit_detector(entry: Mapping[str, Any], index: int) -> Detector:
         amps.append(
             Amplifier(
                 name=amp["name"],
-                data_section=Section.from_fits(amp["data_section"]),
-                overscan_section=Section.from_fits(overscan) if overscan else None,
-                detector_section=Section.from_fits(amp["detector_section"]),
+                data_section=_section(amp, "data_section"),
+                overscan_section=_section(amp, "overscan_section") if overscan else None,
+                detector_section=_section(amp, "detector_section"),
                 gain=quantity(amp.get("gain", 1.0), ELECTRON_PER_ADU, "gain"),
                 read_noise=quantity(amp.get("read_noise", 5.0), u.electron, "read_noise"),
                 bias_level=quantity(amp.get("bias_level", 0.0), u.adu, "bias_level"),
@@ -285,6 +285,13 @@ def _explicit_detector(entry: Mapping[str, Any], index: int) -> Detector:
         pixel_size=quantity(entry.get("pixel_size", 15.0), u.um, "pixel_size"),
         assumed=frozenset(entry.get("assumed", ())),
     )
+
+
+def _section(amp: Mapping[str, Any], key: str) -> Section:
+    try:
+        return Section.from_fits(amp[key])
+    except SectionSyntaxError as exc:
+        raise ValueError(f"amplifier {amp.get('name')!r} field {key!r}: {exc}") from exc
 
 
 def scale_instrument(instrument: Instrument, factor: float) -> Instrument:
