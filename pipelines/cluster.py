@@ -64,7 +64,8 @@ def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Clien
         n_workers=workers,
         threads_per_worker=execution.threads_per_worker,
         memory_limit=execution.memory_limit,
-        host="127.0.0.1",
+        processes=execution.processes,
+        host="127.0.0.1" if execution.processes else None,  # threaded workers talk in-process
         dashboard_address=execution.dashboard,
         silence_logs=logging.CRITICAL,  # task errors are reported in the summary
     )

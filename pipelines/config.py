@@ -65,6 +65,9 @@ class ExecutionConfig:
     dashboard : str
         Dashboard address of a local cluster; ``127.0.0.1:0`` picks a free port
         on localhost only.
+    processes : bool
+        Local workers as processes (default) or as threads in this process
+        (quick to start; for tests and small runs).
     """
 
     workers: int | None = None
@@ -75,6 +78,7 @@ class ExecutionConfig:
     jobs: int = 1
     jobqueue: Mapping[str, Any] = field(default_factory=dict)
     dashboard: str = "127.0.0.1:0"
+    processes: bool = True
 
     def __post_init__(self):
         if self.cluster not in ("local", "slurm", "pbs"):
