@@ -34,6 +34,10 @@ CARRIED_CARDS = ("TELESCOP", "INSTRUME", "OBSERVAT", "DATE-OBS", "MJD-OBS", "EXP
                  "OBJECT", "RA", "DEC", "AIRMASS", "LST", "EXPNUM")
 
 
+# A frame with more unusable pixels than this is rejected rather than calibrated.
+MAX_NO_DATA_FRACTION = 0.5
+
+
 @functools.lru_cache(maxsize=16)
 def _named_instrument(spec: str) -> Instrument:
     return load_instrument(spec)
@@ -65,6 +69,9 @@ def _assembled(path: str, spec: str, detector: str, isr: IsrConfig):
     exposure = read_raw(path, instrument, detectors=[detector])
     frame = exposure.frames[0]
     assembled = assemble(frame.amplifiers, frame.detector, isr.overscan, dtype=isr.dtype, source=path)
+    bad = float(assembled.no_data.mean())
+    if bad > MAX_NO_DATA_FRACTION:
+        raise FrameError(path, f"detector {detector}: {bad:.0%} of the pixels are not finite (NaN or Inf)")
     return exposure, frame, assembled
 
 

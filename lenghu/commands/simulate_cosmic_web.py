@@ -55,6 +55,8 @@ def add_parser(kinds_subparsers) -> argparse.ArgumentParser:
                         help="redshift of the first snapshot (default 10 when K > 1; with K = 1 the one snapshot is at Z, default 0)")
     parser.add_argument("--files-per-snapshot", type=int, default=None, metavar="M",
                         help="split each snapshot into M files (default: split only above 1 GiB per file)")
+    parser.add_argument("--compress", action="store_true",
+                        help="gzip-compress the datasets losslessly (about 40%% smaller; slower to write)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     return parser
 
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         redshift_start=args.redshift_start,
         files_per_snapshot=args.files_per_snapshot,
+        compress=args.compress,
     )
     n = config.grid_size
     redshifts = ", ".join(f"{z:.3g}" for z in config.redshifts)

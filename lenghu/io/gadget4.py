@@ -78,6 +78,10 @@ class FieldSpec:
         product. All zero for a dimensionless quantity.
     dimensionless_to_cgs : float
         ``to_cgs`` when all three unit exponents are zero (Gadget-4 writes 0 for ids).
+    cgs_factor : float or None
+        When given, ``to_cgs`` is this value whatever the exponents (for fields
+        copied from another snapshot, whose factor is known but not its exponents;
+        NaN: unknown).
     """
 
     name: str
@@ -90,9 +94,12 @@ class FieldSpec:
     mass_scaling: float = 0.0
     velocity_scaling: float = 0.0
     dimensionless_to_cgs: float = 1.0
+    cgs_factor: float | None = None
 
     def to_cgs(self, units: Units) -> float:
         """Factor from the stored unit to cgs, not counting the a and h factors."""
+        if self.cgs_factor is not None:
+            return self.cgs_factor
         if self.length_scaling == self.mass_scaling == self.velocity_scaling == 0.0:
             return self.dimensionless_to_cgs
         return (
@@ -145,6 +152,14 @@ class SnapshotHeader:
         Extra ``Parameters`` attributes (e.g. the seed), after the standard ones.
     config : tuple of (str, value)
         ``Config`` attributes.
+    comoving : bool
+        ``ComovingIntegrationOn``; when False, ``time`` is the code time (any value
+        >= 0) and the redshift is not checked against it.
+    periodic : bool
+        ``PeriodicBoundariesOn``; when False, ``box_size`` may be 0.
+    source_header : tuple of (str, value)
+        Attributes of the header of the file this snapshot was converted from,
+        written to a ``SourceHeader`` group (values: numbers, strings, lists of either).
     """
 
     num_part_total: tuple[int, ...]
@@ -159,12 +174,20 @@ class SnapshotHeader:
     units: Units = field(default_factory=Units)
     parameters: tuple[tuple[str, object], ...] = ()
     config: tuple[tuple[str, object], ...] = ()
+    comoving: bool = True
+    periodic: bool = True
+    source_header: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
         if len(self.num_part_total) != NTYPES or len(self.mass_table) != NTYPES:
             raise ValueError(f"num_part_total and mass_table need {NTYPES} entries")
         if any(n < 0 for n in self.num_part_total):
             raise ValueError("particle counts must be >= 0")
+        if not self.comoving or not self.periodic:
+            if self.time < 0 or self.box_size < 0 or (self.periodic and self.box_size == 0):
+                raise ValueError("time and box_size must be >= 0 (box_size > 0 when periodic)")
+            if not self.comoving:
+                return
         if not (self.time > 0 and self.box_size > 0):
             raise ValueError("time and box_size must be > 0")
         if not math.isclose(self.redshift, 1.0 / self.time - 1.0, rel_tol=1e-9, abs_tol=1e-12):
@@ -242,13 +265,13 @@ def _write_header(h5: h5py.File, header: SnapshotHeader, this_file: Sequence[int
     p = h5.create_group("Parameters")
     standard = [
         ("BoxSize", header.box_size),
-        ("ComovingIntegrationOn", 1),
+        ("ComovingIntegrationOn", int(header.comoving)),
         ("HubbleParam", header.hubble_param),
         ("NumFilesPerSnapshot", num_files),
         ("Omega0", header.omega0),
         ("OmegaBaryon", header.omega_baryon),
         ("OmegaLambda", header.omega_lambda),
-        ("PeriodicBoundariesOn", 1),
+        ("PeriodicBoundariesOn", int(header.periodic)),
         ("UnitLength_in_cm", header.units.length_in_cm),
         ("UnitMass_in_g", header.units.mass_in_g),
         ("UnitVelocity_in_cm_per_s", header.units.velocity_in_cm_per_s),
@@ -260,15 +283,32 @@ def _write_header(h5: h5py.File, header: SnapshotHeader, this_file: Sequence[int
     for name, value in [("NTYPES", NTYPES), ("PERIODIC", 1), *header.config]:
         _attr(c, name, value, np.int32 if isinstance(value, (bool, int, np.integer)) else None)
 
+    if header.source_header:
+        s = h5.create_group("SourceHeader")
+        for name, value in header.source_header:
+            _source_attr(s, name, value)
 
-def _create_datasets(h5: h5py.File, fields: Mapping[int, Sequence[FieldSpec]], this_file: Sequence[int], units: Units):
+
+def _source_attr(group: h5py.Group, name: str, value) -> None:
+    """One ``SourceHeader`` attribute: text as UTF-8 strings, numbers with their own type."""
+    if isinstance(value, str):
+        group.attrs[name] = value
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        group.attrs[name] = np.array(value, dtype=h5py.string_dtype())
+    else:
+        group.attrs[name] = np.asarray(value)
+
+
+def _create_datasets(h5: h5py.File, fields: Mapping[int, Sequence[FieldSpec]], this_file: Sequence[int], units: Units,
+                     compress: bool = False):
     for ptype, specs in sorted(fields.items()):
         if this_file[ptype] == 0:
             continue  # Gadget-4 writes no PartType group for a type absent from the file
         g = h5.create_group(f"PartType{ptype}")
         for spec in specs:
             shape = (this_file[ptype],) if spec.components == 1 else (this_file[ptype], spec.components)
-            ds = g.create_dataset(spec.name, shape=shape, dtype=spec.dtype)
+            options = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress and shape[0] else {}
+            ds = g.create_dataset(spec.name, shape=shape, dtype=spec.dtype, **options)
             to_cgs = spec.to_cgs(units)
             for name, value in (
                 ("a_scaling", spec.a_scaling),
@@ -335,6 +375,7 @@ def open_snapshot(
     header: SnapshotHeader,
     fields: Mapping[int, Sequence[FieldSpec]],
     num_files: int = 1,
+    compress: bool = False,
 ) -> Iterator[SnapshotWriter]:
     """Open the files of one snapshot for writing; they appear whole when the block ends.
 
@@ -349,6 +390,9 @@ def open_snapshot(
         Datasets to create for each type, e.g. ``{1: [COORDINATES, VELOCITIES, PARTICLE_IDS]}``.
     num_files : int
         Files to split the snapshot into (see :func:`files_needed`).
+    compress : bool
+        Lossless gzip with byte shuffling on every dataset (about 40% smaller
+        for particle data; every HDF5 reader decodes it).
 
     Yields
     ------
@@ -369,7 +413,7 @@ def open_snapshot(
             tmp = stack.enter_context(atomic_path(path))
             h5 = stack.enter_context(h5py.File(tmp, "w"))
             _write_header(h5, header, this_file, num_files)
-            _create_datasets(h5, fields, this_file, header.units)
+            _create_datasets(h5, fields, this_file, header.units, compress)
             files.append(h5)
         writer = SnapshotWriter(files, counts, fields)
         yield writer

@@ -107,7 +107,7 @@ def write_image_product(
     prov_hdu = fits.BinTableHDU(table, name="PROVENANCE")
     hdul = fits.HDUList([_primary(primary_cards, prov_hash, config_hash), sci_hdu, var_hdu, mask_hdu, prov_hdu])
     for hdu in hdul:
-        hdu.add_checksum()
+        hdu.add_checksum(when="HDU checksum")  # no timestamp: reruns give identical bytes
     with atomic_path(path) as tmp:
         hdul.writeto(tmp, output_verify="exception")
     return path

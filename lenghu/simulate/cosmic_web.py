@@ -96,6 +96,8 @@ class CosmicWebConfig:
     cosmology : Cosmology
     max_file_bytes : int
         Size above which a snapshot is split automatically, bytes.
+    compress : bool
+        Write the datasets gzip-compressed (lossless), as the sample data are.
     """
 
     particles: int
@@ -106,6 +108,7 @@ class CosmicWebConfig:
     files_per_snapshot: int | None = None
     cosmology: Cosmology = field(default_factory=Cosmology)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    compress: bool = False
 
     def __post_init__(self):
         def bad(problem: str):
@@ -399,7 +402,8 @@ def simulate_cosmic_web(config: CosmicWebConfig, out: str | Path, progress: bool
         for number, a in enumerate(config.scale_factors):
             growth = float(growth_factor(a, cosmo))
             vel = velocity_factor(a, cosmo)
-            with open_snapshot(out, number, snapshot_header(config, a), FIELDS, config.num_files) as snap:
+            with open_snapshot(out, number, snapshot_header(config, a), FIELDS, config.num_files,
+                               compress=config.compress) as snap:
                 for i0 in range(0, n, planes_per_slab):
                     i1 = min(n, i0 + planes_per_slab)
                     positions, velocities, ids = particle_slab(psi, (i0, i1), growth, vel, config.box_mpc_h)
