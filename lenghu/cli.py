@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "lenghu.commands.reduce",
     "lenghu.commands.simulate",
     "lenghu.commands.instruments",
+    "lenghu.commands.info",
+    "lenghu.commands.convert",
     "lenghu.commands.demo",
 )
 
@@ -56,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_dask(record: logging.LogRecord) -> bool:
+    """Drop Dask's and its web servers' records below WARNING."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(("distributed", "bokeh", "tornado"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lenghu`` console script; returns the exit status."""
     parser = build_parser()
@@ -65,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:  # Dask's own INFO chatter only with -vv (Dask resets its loggers' levels)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_dask)
     from lenghu.errors import LenghuError
 
     try:

@@ -9,7 +9,6 @@ is ever seen.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from lenghu.calib.combine import CombineConfig, combine_stack
 from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature, subtract_calibrations
 from lenghu.calib.masters import MasterConfig, finish_master
 from lenghu.errors import FrameError, LenghuError
-from lenghu.instruments import Instrument, load_instrument
+from lenghu.instruments import Instrument
 from lenghu.io.atomic import atomic_path
 from lenghu.io.products import ProvenanceEntry, copy_cards, read_master, write_image_product, write_master
 from lenghu.io.raw import instrument_for, read_raw, read_record
@@ -38,14 +37,9 @@ CARRIED_CARDS = ("TELESCOP", "INSTRUME", "OBSERVAT", "DATE-OBS", "MJD-OBS", "EXP
 MAX_NO_DATA_FRACTION = 0.5
 
 
-@functools.lru_cache(maxsize=16)
-def _named_instrument(spec: str) -> Instrument:
-    return load_instrument(spec)
-
-
 def resolve_instrument(path: str, spec: str) -> Instrument:
-    """The instrument of ``path``: ``spec`` (a name or TOML path, cached per worker) or detected (``auto``)."""
-    return instrument_for(path, "auto") if spec == "auto" else _named_instrument(spec)
+    """The instrument of ``path``: ``spec`` (a name or TOML path) or detected (``auto``), cached per worker."""
+    return instrument_for(path, spec)
 
 
 def inspect_frame(path: str, spec: str) -> dict[str, Any]:
@@ -175,7 +169,7 @@ def _primary_cards(path: str, detector: str, image) -> dict[str, object]:
         }
     cards["CCDNAME"] = (detector, "detector")
     cards["RAWFILE"] = (Path(path).name[:68], "raw file this product was made from")
-    cards["ISRSTEPS"] = (",".join(image.steps)[:68], "signature removal steps done")
+    cards["ISRSTEPS"] = (",".join(image.steps)[:68], "steps done")
     cards["MISSCAL"] = (",".join(image.missing) or "none", "calibrations missing for this frame")
     cards["NCRPIX"] = (image.cosmic_ray_pixels, "pixels flagged as cosmic rays")
     for amp, rn in image.read_noise.items():

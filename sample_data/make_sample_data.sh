@@ -10,8 +10,7 @@ rm -rf sample_data/night sample_data/cosmic_web
 # 3 biases, 2 darks, 2 dome flats per filter, 3 dithered 30 s exposures in r and in g.
 "$LENGHU" simulate night sample_data/night --instrument wfst --scale 1/36 --seed 20251120 \
     --biases 3 --darks 2 --flats 2 --science 3 --filters r,g --compress --no-truth-images --quiet
-# Keep the plan and the star lists of the truth; the truth images are not shipped (tests make their own).
-find sample_data/night/truth -name 'cosmics_*' -delete
+# The truth keeps the plan, star lists and cosmic-ray masks; no truth images (tests make their own).
 
 # A cosmic web of 56^3 = 175,616 particles in a 100 Mpc/h box, 3 snapshots from z = 3 to z = 0.
 "$LENGHU" simulate cosmic-web sample_data/cosmic_web --particles 175616 --snapshots 3 \

@@ -6,6 +6,7 @@ PACKAGES=(
   fitsverify source-extractor swarp            # peers and FITS validation
   libosmesa6 libgl1-mesa-dri libegl1 libegl-mesa0 libgl1   # headless OpenGL (Mesa)
   xvfb xauth                                   # virtual display for Qt windows
+  stilts libcfitsio-bin                        # votlint (VOTable checks); fpack/funpack (.fz convert)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -31,6 +31,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lenghu.demo import run_demo
+    from lenghu.pipelines.demo import run_demo
 
     return run_demo(args.sample_data, args.out)

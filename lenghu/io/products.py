@@ -48,8 +48,9 @@ def _primary(cards: Mapping[str, object], provenance_hash: str, config_hash: str
     for key, value in cards.items():
         primary.header[key] = value
     primary.header["LENGHUV"] = (__version__, "lenghu version that wrote this file")
-    primary.header["CONFHASH"] = (config_hash[:64], "hash of the pipeline configuration")
-    primary.header["PROVHASH"] = (provenance_hash[:64], "hash of the PROVENANCE table")
+    # SHA-256 hex digests fill the card: no room for a comment (see docs/reduce.md)
+    primary.header["CONFHASH"] = config_hash[:64]
+    primary.header["PROVHASH"] = provenance_hash[:64]
     return primary
 
 

@@ -24,6 +24,7 @@ with a file is raised as a :class:`~lenghu.errors.FrameError` naming it.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from astropy.io import fits
 
 from lenghu.errors import MissingExtensionError, MissingKeywordError, ShapeError, UnclassifiedFrameError
-from lenghu.instruments.loader import available_instruments, load_instrument
+from lenghu.instruments.loader import available_instruments, load_instrument, scale_instrument
 from lenghu.instruments.model import Amplifier, Detector, HeaderSections, Instrument
 from lenghu.io.coords import observation_mjd, parse_angle
 from lenghu.io.fitsfile import FitsFile, HduInfo, header_values, merged_values, scale_to_adu
@@ -141,20 +142,42 @@ def detect_instrument(header: Mapping[str, Any]) -> str | None:
 def instrument_for(path: str | Path, name: str | Path = "auto") -> Instrument:
     """The instrument to read ``path`` with: ``name`` loaded, or for ``"auto"`` detected from its header.
 
+    A file simulated at a reduced size (``LHSCALE`` < 1 in its primary header,
+    see ``lenghu simulate night --scale``) gets the instrument scaled alike.
+
     Raises
     ------
     FrameError
         ``"auto"`` and the file cannot be read.
     """
-    if str(name) != "auto":
-        return load_instrument(name)
     fitsfile = FitsFile(path)
     values = header_values(fitsfile.primary.header)
-    if fitsfile.primary.image_shape is None:
-        images = fitsfile.images()
-        if images:
-            values = merged_values(values, header_values(images[0].header), extension_wins=False)
-    return load_instrument(detect_instrument(values) or "generic")
+    if str(name) == "auto":
+        if fitsfile.primary.image_shape is None:
+            images = fitsfile.images()
+            if images:
+                values = merged_values(values, header_values(images[0].header), extension_wins=False)
+        name = detect_instrument(values) or "generic"
+    return _scaled_instrument(str(name), _scale_of(values, path))
+
+
+def _scale_of(values: Mapping[str, Any], path: str | Path) -> float:
+    """``LHSCALE`` of a scaled-down simulated file (1 for real files)."""
+    value = values.get("LHSCALE", 1.0)
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not 0 < scale <= 1:
+        raise MissingKeywordError(path, f"LHSCALE = {value!r} is not a scale in (0, 1]")
+    return scale
+
+
+@functools.lru_cache(maxsize=32)
+def _scaled_instrument(name: str, scale: float) -> Instrument:
+    """A loaded instrument, scaled as the simulator scaled it; cached per process."""
+    instrument = load_instrument(name)
+    return scale_instrument(instrument, scale) if scale != 1.0 and instrument.detectors else instrument
 
 
 def read_record(path: str | Path, instrument: Instrument) -> ObservationRecord:

@@ -1,0 +1,131 @@
+"""FITS tile compression (``.fz``) and back, with CFITSIO's ``fpack``/``funpack``.
+
+Why CFITSIO's tools and not astropy's ``CompImageHDU``: astropy rebuilds the
+image header when it compresses and decompresses, and on real files that loses
+cards (duplicate keywords, the comments of BSCALE/BZERO/EXTNAME, non-standard
+ESO-LOG cards, blank cards) and drops BSCALE/BZERO from raw integer data.
+``fpack``/``funpack`` are the reference implementation of the convention:
+they copy every card, restore the original file exactly (headers and data;
+padding comes back as zeros), stream tile by tile in little memory, and are
+fast. They come with Debian's ``libcfitsio-bin``.
+
+Lossless by default: integer images are Rice-compressed (``-r``); a file
+with any floating-point image is GZIP_2-compressed with no quantisation
+(``-g2 -q 0``), which is lossless for floats too. Quantised floats only when
+asked (``quantize=Q``: ``-r -qS Q`` with a fixed dither seed S, so the output is
+reproducible); the quantisation is then recorded in the compressed header
+(``ZQUANTIZ = 'SUBTRACTIVE_DITHER_1'``, ``ZDITHER0``), and ``lenghu info``
+reports the HDU as quantised.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from lenghu.errors import FrameError
+
+#: Dither seed for quantised floats (any fixed value in 1..10000 makes the output reproducible).
+DITHER_SEED = 1
+ALGORITHMS = {"rice": ["-r"], "gzip1": ["-g1"], "gzip2": ["-g2"], "hcompress": ["-h"]}
+
+
+class CompressionUnsupportedError(FrameError):
+    """The tile-compression convention (as CFITSIO implements it) cannot hold this image."""
+
+
+class ToolMissingError(FrameError):
+    """An external tool the conversion needs is not installed."""
+
+
+@dataclass(frozen=True)
+class FzResult:
+    """What :func:`compress` did.
+
+    Attributes
+    ----------
+    path : Path
+    options : tuple of str
+        The fpack options used.
+    lossless : bool
+        False only when floats were quantised.
+    quantize : float or None
+    """
+
+    path: Path
+    options: tuple[str, ...]
+    lossless: bool
+    quantize: float | None
+
+
+def _tool(name: str, source: Path) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise ToolMissingError(source, f"{name} is not installed (Debian package libcfitsio-bin; `make setup` installs it)")
+    return exe
+
+
+def has_float_images(path: str | Path) -> bool:
+    """True if any image HDU of the FITS file stores floating-point pixels.
+
+    Raises
+    ------
+    CompressionUnsupportedError
+        An image has 64-bit integer pixels, which CFITSIO cannot tile-compress.
+    """
+    from lenghu.io.fitsfile import FitsFile
+
+    images = FitsFile(path).images()
+    wide = [info.index for info in images if info.bitpix == 64]
+    if wide:
+        raise CompressionUnsupportedError(
+            path, f"HDU {wide}: 64-bit integer images cannot be tile-compressed (CFITSIO supports BITPIX 8, 16, 32, -32, -64)"
+        )
+    return any(info.bitpix < 0 for info in images)
+
+
+def fpack_options(float_images: bool, quantize: float | None = None, algorithm: str | None = None) -> list[str]:
+    """The fpack options for a file (see the module docstring).
+
+    Examples
+    --------
+    >>> fpack_options(False)
+    ['-r']
+    >>> fpack_options(True)
+    ['-g2', '-q', '0']
+    >>> fpack_options(True, quantize=4)
+    ['-r', '-q1', '4']
+    """
+    if quantize is not None:
+        if quantize <= 0:
+            raise ValueError("quantize must be > 0 (omit it for lossless compression)")
+        return [*ALGORITHMS[algorithm or "rice"], f"-q{DITHER_SEED}", f"{quantize:g}"]
+    if float_images:
+        if algorithm not in (None, "gzip1", "gzip2"):
+            raise ValueError("lossless compression of floating-point images needs gzip1 or gzip2")
+        return [*ALGORITHMS[algorithm or "gzip2"], "-q", "0"]
+    return list(ALGORITHMS[algorithm or "rice"])
+
+
+def _run(args: list[str], source: Path) -> None:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FrameError(source, f"{Path(args[0]).name} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
+
+
+def compress(src: str | Path, out: str | Path, quantize: float | None = None, algorithm: str | None = None) -> FzResult:
+    """Tile-compress the FITS file ``src`` (plain or ``.gz``) into ``out`` (which must not exist yet)."""
+    src, out = Path(src), Path(out)
+    floats = has_float_images(src)
+    options = fpack_options(floats, quantize, algorithm)
+    _run([_tool("fpack", src), "-C", *options, "-O", str(out), str(src)], src)
+    return FzResult(out, tuple(options), quantize is None or not floats, quantize)
+
+
+def decompress(src: str | Path, out: str | Path) -> Path:
+    """Restore the ``.fz`` file ``src`` into the plain FITS file ``out`` (which must not exist yet)."""
+    src, out = Path(src), Path(out)
+    _run([_tool("funpack", src), "-C", "-O", str(out), str(src)], src)
+    return out
