@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 import astropy.units as u
@@ -48,6 +48,11 @@ class AssembledFrame:
     no_data: np.ndarray
     read_noise: dict[str, float]
     overscan_level: dict[str, float]
+
+    def rows(self, y0: int, y1: int) -> "AssembledFrame":
+        """The frame cut to rows ``y0:y1`` (views)."""
+        return replace(self, image=self.image[y0:y1], read_variance=self.read_variance[y0:y1],
+                       saturated=self.saturated[y0:y1], no_data=self.no_data[y0:y1])
 
 
 def assemble(

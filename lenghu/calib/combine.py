@@ -82,7 +82,9 @@ def combine_stack(stack: np.ndarray, config: CombineConfig) -> CombinedStrip:
     (values strictly beyond ``center -/+ sigma * deviation`` are rejected,
     repeated up to ``maxiters`` times), as ccdproc's ``combine`` uses it.
     The variance is the clipped sample variance of each pixel divided by the
-    number of values kept (times pi/2 for the median).
+    number of values kept (times pi/2 for the median). Rejection truncates the
+    sample, so it is biased low: by about 1% for 3-sigma clipping, up to about
+    20% with min/max rejection of 2 of 16 values.
     """
     # bottleneck's NaN-aware reductions are about 5x faster than numpy's and
     # avoid masked arrays; the clipping logic itself is astropy's, restated.

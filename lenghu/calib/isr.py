@@ -57,6 +57,11 @@ class Calibrations:
         """Names of the calibrations that are absent."""
         return tuple(k for k in ("bias", "dark", "flat") if getattr(self, k) is None)
 
+    def rows(self, y0: int, y1: int) -> "Calibrations":
+        """The masters cut to rows ``y0:y1``."""
+        return Calibrations(**{k: getattr(self, k).rows(y0, y1) if getattr(self, k) is not None else None
+                               for k in ("bias", "dark", "flat")})
+
 
 @dataclass(frozen=True)
 class CalibratedImage:
@@ -110,24 +115,39 @@ def subtract_calibrations(frame: AssembledFrame, exptime: float, cals: Calibrati
     return sci, var, mask, tuple(steps)
 
 
+# Rows above and below a strip that cosmic-ray detection sees (L.A.Cosmic's filters reach 3 pixels
+# per iteration; 16 rows make strip edges agree with a whole-frame run).
+CR_MARGIN_ROWS = 16
+
+
 def remove_signature(frame: AssembledFrame, exptime: float, cals: Calibrations, config: IsrConfig,
-                     saturation_e: float) -> CalibratedImage:
-    """The whole signature removal of one detector image; see the module docstring."""
-    sci, var, mask, steps = subtract_calibrations(frame, exptime, cals, config.dtype)
-    mask[frame.saturated] |= MASK_DTYPE(MaskBit.SAT)
-    mask[frame.no_data] |= MASK_DTYPE(MaskBit.NO_DATA)
-    n_cr = 0
-    if config.cosmic_rays.enabled:
-        ignore = (mask & MASK_DTYPE(MaskBit.SAT | MaskBit.NO_DATA | MaskBit.BAD)) != 0
-        rn = float(np.median(list(frame.read_noise.values())))
-        crs = detect_cosmic_rays(sci, ignore, rn, saturation_e, config.cosmic_rays)
-        mask[crs] |= MASK_DTYPE(MaskBit.CR)
-        n_cr = int(crs.sum())
-        steps = steps + ("cosmic_rays",)
-    var[(mask & MASK_DTYPE(MaskBit.NO_DATA)) != 0] = np.inf
+                     saturation_e: float, strip_rows: int = 1024) -> CalibratedImage:
+    """The whole signature removal of one detector image; see the module docstring.
+
+    The work goes strip by strip of ``strip_rows`` rows (cosmic rays with a
+    margin of :data:`CR_MARGIN_ROWS`), so the temporary arrays of a full-size
+    CCD stay small; the result does not depend on the strip size except for
+    cosmic rays longer than the margin.
+    """
+    ny, nx = frame.image.shape
+    sci = np.empty((ny, nx), dtype=np.float32)
+    var = np.empty((ny, nx), dtype=np.float32)
+    mask = np.empty((ny, nx), dtype=MASK_DTYPE)
+    margin = CR_MARGIN_ROWS if config.cosmic_rays.enabled else 0
+    n_cr, steps = 0, ()
+    for y0 in range(0, ny, strip_rows):
+        y1 = min(ny, y0 + strip_rows)
+        a, b = max(0, y0 - margin), min(ny, y1 + margin)
+        part_sci, part_var, part_mask, steps = _remove_rows(frame.rows(a, b), exptime, cals.rows(a, b), config,
+                                                            saturation_e)
+        keep = slice(y0 - a, y1 - a)
+        sci[y0:y1] = part_sci[keep]
+        var[y0:y1] = part_var[keep]
+        mask[y0:y1] = part_mask[keep]
+        n_cr += int(((part_mask[keep] & MASK_DTYPE(MaskBit.CR)) != 0).sum())
     return CalibratedImage(
-        sci=sci.astype(np.float32),
-        var=var.astype(np.float32),
+        sci=sci,
+        var=var,
         mask=mask,
         steps=steps,
         missing=cals.missing,
@@ -135,3 +155,19 @@ def remove_signature(frame: AssembledFrame, exptime: float, cals: Calibrations, 
         overscan_level=frame.overscan_level,
         cosmic_ray_pixels=n_cr,
     )
+
+
+def _remove_rows(frame: AssembledFrame, exptime: float, cals: Calibrations, config: IsrConfig,
+                 saturation_e: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Signature removal of a strip of rows (frame and masters cut alike)."""
+    sci, var, mask, steps = subtract_calibrations(frame, exptime, cals, config.dtype)
+    mask[frame.saturated] |= MASK_DTYPE(MaskBit.SAT)
+    mask[frame.no_data] |= MASK_DTYPE(MaskBit.NO_DATA)
+    if config.cosmic_rays.enabled:
+        ignore = (mask & MASK_DTYPE(MaskBit.SAT | MaskBit.NO_DATA | MaskBit.BAD)) != 0
+        rn = float(np.median(list(frame.read_noise.values())))
+        crs = detect_cosmic_rays(sci, ignore, rn, saturation_e, config.cosmic_rays)
+        mask[crs] |= MASK_DTYPE(MaskBit.CR)
+        steps = steps + ("cosmic_rays",)
+    var[(mask & MASK_DTYPE(MaskBit.NO_DATA)) != 0] = np.inf
+    return sci, var, mask, steps

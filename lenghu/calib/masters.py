@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -27,6 +27,10 @@ class MasterFrame:
     mask: np.ndarray
     path: str = ""
     quality: dict = field(default_factory=dict, compare=False)
+
+    def rows(self, y0: int, y1: int) -> "MasterFrame":
+        """The master cut to rows ``y0:y1`` (views; memory-mapped masters stay on disk)."""
+        return replace(self, image=self.image[y0:y1], variance=self.variance[y0:y1], mask=self.mask[y0:y1])
 
 
 @dataclass(frozen=True)

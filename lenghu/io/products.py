@@ -129,14 +129,14 @@ def write_master(path: str | Path, master: MasterFrame, detector: str, filter_na
 
 
 def read_master(path: str | Path, kind: str) -> MasterFrame:
-    """Read a master written by :func:`write_master`."""
+    """Read a master written by :func:`write_master`, memory-mapped (rows load when used)."""
     try:
-        with fits.open(path, mode="readonly", memmap=False) as hdul:
+        with fits.open(path, mode="readonly", memmap=True) as hdul:
             return MasterFrame(
                 kind=kind,
-                image=hdul["SCI"].data.astype(np.float32),
-                variance=hdul["VAR"].data.astype(np.float32),
-                mask=hdul["MASK"].data.astype(MASK_DTYPE),
+                image=hdul["SCI"].data,
+                variance=hdul["VAR"].data,
+                mask=hdul["MASK"].data,
                 path=str(path),
             )
     except (OSError, KeyError, TypeError, ValueError) as exc:

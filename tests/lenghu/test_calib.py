@@ -1,0 +1,103 @@
+"""Unit tests of the calibration verbs on arrays with known answers."""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from lenghu.calib.assemble import AssembledFrame
+from lenghu.calib.combine import CombineConfig, combine_stack
+from lenghu.calib.cosmics import CosmicRayConfig
+from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature
+from lenghu.calib.masks import MaskBit
+from lenghu.calib.masters import MasterConfig, finish_master
+from lenghu.calib.overscan import OverscanConfig, overscan_level
+
+
+def test_combine_matches_ccdproc_in_float64():
+    ccdproc = pytest.importorskip("ccdproc")
+    from astropy.nddata import CCDData
+    from astropy.stats import mad_std
+
+    rng = np.random.default_rng(3)
+    stack = rng.normal(1000, 5, (7, 64, 80))
+    stack[2, 5, 5] = 9000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method, ours in (("median", "median"), ("average", "mean")):
+            ref = ccdproc.combine([CCDData(s, unit="adu") for s in stack], method=method, sigma_clip=True,
+                                  sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,
+                                  sigma_clip_func=np.ma.median, sigma_clip_dev_func=mad_std)
+            got = combine_stack(stack, CombineConfig(method=ours))
+            np.testing.assert_allclose(got.image, ref.data, rtol=1e-6)
+    assert got.n_used[5, 5] == 6  # the outlier was rejected
+
+
+def test_combine_noise_and_minmax_rejection():
+    rng = np.random.default_rng(4)
+    stack = rng.normal(0, 10, (16, 200, 200)).astype(np.float32)
+    stack[0] += 1000  # one bright frame everywhere: min/max rejection must drop it
+    got = combine_stack(stack, CombineConfig(method="mean", sigma_lower=None, sigma_upper=None,
+                                             reject_low=1, reject_high=1))
+    assert np.all(got.n_used == 14)
+    assert abs(np.std(got.image) - 10 / np.sqrt(14)) < 0.05 * 10 / np.sqrt(14)
+    # Without rejection the variance estimate is unbiased: its mean equals the scatter of the
+    # combined image. (Rejection truncates the sample and biases it low; see combine_stack.)
+    plain = combine_stack(stack[1:], CombineConfig(method="mean", sigma_lower=None, sigma_upper=None))
+    assert np.mean(plain.variance) == pytest.approx(np.var(plain.image), rel=0.03)
+
+
+def test_overscan_methods():
+    rng = np.random.default_rng(5)
+    rows = np.linspace(990, 1010, 500)
+    overscan = rows[:, None] + rng.normal(0, 3, (500, 32))
+    overscan[100, 3] = 60000  # a cosmic ray in the overscan
+    median = overscan_level(overscan, OverscanConfig(method="median"))
+    assert median.shape == (500, 1) and median[0, 0] == pytest.approx(1000, abs=0.5)
+    per_row = overscan_level(overscan, OverscanConfig(method="row_median"))
+    assert np.abs(per_row[:, 0] - rows).max() < 3
+    poly = overscan_level(overscan, OverscanConfig(method="row_poly", order=1))
+    assert np.abs(poly[:, 0] - rows).max() < 0.3  # a fit averages the noise of every row
+    with pytest.raises(ValueError):
+        OverscanConfig(method="mean-ish")
+
+
+def test_master_quality_figures():
+    rng = np.random.default_rng(6)
+    dark = rng.normal(30.0, 1.0, (100, 120)).astype(np.float32)  # 300 s at 0.1 e-/s
+    dark[10, 10] = 3000.0  # a hot pixel: 10 e-/s
+    dark[:, 50] += 200.0   # a hot column
+    master = finish_master("dark", dark, np.ones_like(dark), np.full(dark.shape, 5, np.int16), 5,
+                           MasterConfig(hot_pixel_rate=1.0), exposure=300.0)
+    assert master.image[0, 0] == pytest.approx(0.1, abs=0.02)
+    assert master.mask[10, 10] & MaskBit.HOT
+    assert master.quality["bad_columns"] == 1 and np.all(master.mask[:, 50] & MaskBit.BAD)
+    flat = finish_master("flat", np.full((50, 50), 2.0e4, np.float32), np.ones((50, 50), np.float32),
+                         np.full((50, 50), 3, np.int16), 3, MasterConfig())
+    assert flat.image.mean() == pytest.approx(1.0) and flat.quality["normalisation_e"] == pytest.approx(2e4)
+
+
+def _frame(rng, ny=300, nx=200, sky=500.0, rn=5.0):
+    image = (sky + rng.normal(0, np.sqrt(sky + rn**2), (ny, nx))).astype(np.float32)
+    ys, xs = rng.integers(5, ny - 5, 40), rng.integers(5, nx - 5, 40)
+    image[ys, xs] += 5000.0  # single-pixel cosmic rays
+    return AssembledFrame(image=image, read_variance=np.full((ny, nx), rn**2, np.float32),
+                          saturated=np.zeros((ny, nx), bool), no_data=np.zeros((ny, nx), bool),
+                          read_noise={"A": rn}, overscan_level={"A": 1000.0}), (ys, xs)
+
+
+def test_signature_removal_in_strips_matches_one_piece():
+    frame, (ys, xs) = _frame(np.random.default_rng(7))
+    config = IsrConfig(cosmic_rays=CosmicRayConfig(niter=2))
+    whole = remove_signature(frame, 30.0, Calibrations(), config, 6e4, strip_rows=10_000)
+    strips = remove_signature(frame, 30.0, Calibrations(), config, 6e4, strip_rows=64)
+    np.testing.assert_array_equal(whole.sci, strips.sci)
+    np.testing.assert_array_equal(whole.var, strips.var)
+    np.testing.assert_array_equal(whole.mask, strips.mask)
+    assert np.all(whole.mask[ys, xs] & MaskBit.CR), "an injected cosmic ray was missed"
+    assert whole.missing == ("bias", "dark", "flat")
+    # with no masters the variance is read noise plus Poisson noise of the sky
+    assert np.median(whole.var) == pytest.approx(525.0, rel=0.02)
