@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "lenghu.commands.instruments",
     "lenghu.commands.info",
     "lenghu.commands.convert",
+    "lenghu.commands.samp",
     "lenghu.commands.demo",
 )
 

@@ -207,10 +207,12 @@ def _convert_snapshot(src: Path, out: Path, to: str, options: ConvertOptions) ->
     import warnings
 
     from lenghu.io.snapshots import SnapshotQuirkWarning, read_snapshot, write_gadget4, write_zarr
+    from lenghu.io.snapshots.zarr_store import ZARR_CHUNK_BYTES
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SnapshotQuirkWarning)  # reported as notes below
-        snap = read_snapshot(src)
+        # read in the output's chunk size: each task then reads what it writes, and memory stays low
+        snap = read_snapshot(src, chunk_bytes=ZARR_CHUNK_BYTES)
     notes = [f"quirk: {q}" for q in snap.quirks]
     if to == "zarr":
         _write_folder(out, lambda tmp: write_zarr(snap, tmp))

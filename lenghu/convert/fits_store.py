@@ -23,7 +23,7 @@ Layout (``layout`` 1), the same in Zarr and HDF5::
                                          ``squeeze`` the axes of length 1 are dropped
 
 Arrays are chunked in storage order (whole rows; about 16 MiB per chunk) and,
-in Zarr, compressed with Zstandard. Writing runs on dask (reading the FITS file
+in Zarr, compressed losslessly (Blosc: LZ4 after a byte shuffle). Writing runs on dask (reading the FITS file
 through a memory map chunk by chunk), so memory stays at a few chunks whatever
 the file size. Going back, each HDU is streamed out with astropy's
 ``StreamingHDU``: headers and data units come out bit for bit as they went in
@@ -211,7 +211,9 @@ def fits_to_store(
                 for index in block_slices(shape, chunks):
                     target[index] = values[index].compute()
         if sources:
-            da.store(sources, targets, lock=False)
+            from lenghu.io.snapshots.zarr_store import store_in_batches
+
+            store_in_batches(list(zip(sources, targets)))
     finally:
         close_store(root)
     return Path(out)

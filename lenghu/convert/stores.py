@@ -89,9 +89,11 @@ class Store:
 
     # --- arrays -----------------------------------------------------------------
     def create_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...]):
-        """A new chunked array (Zarr: Zstandard-compressed; HDF5: chunked, uncompressed for portability)."""
+        """A new chunked array (Zarr: Blosc/LZ4-compressed; HDF5: chunked, uncompressed for portability)."""
         if self.backend == "zarr":
-            return self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks)
+            from lenghu.io.snapshots.zarr_store import zarr_compressors
+
+            return self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=zarr_compressors())
         return self.group.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks if all(shape) else None)
 
     def array(self, name: str):

@@ -33,13 +33,10 @@ import numpy as np
 
 from lenghu.io.snapshots.conventions import BINARY_BLOCK_NAMES, convention_units
 from lenghu.io.snapshots.files import sibling_pieces
-from lenghu.io.snapshots.lazy import RawSource, concatenate, lazy_array
+from lenghu.io.snapshots.lazy import CHUNK_BYTES, RawSource, concatenate, lazy_array
 from lenghu.io.snapshots.model import (
     GADGET2_DEFAULT_UNITS,
-    IDS,
     MASSES,
-    POSITIONS,
-    VELOCITIES,
     Field,
     ParticleSet,
     Snapshot,
@@ -285,8 +282,10 @@ def read_file_fields(layout: BinaryLayout) -> dict[int, dict[str, tuple[RawSourc
     return out
 
 
-def read_gadget2(path: str | Path) -> Snapshot:
+def read_gadget2(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Snapshot:
     """Read a Gadget-2 binary snapshot (``NAME`` or the first piece ``NAME.0`` of several) lazily.
+
+    ``chunk_bytes`` is the size of the dask chunks (see :func:`lenghu.io.snapshots.read_snapshot`).
 
     Raises
     ------
@@ -298,7 +297,6 @@ def read_gadget2(path: str | Path) -> Snapshot:
     h = first.header
     quirks: list[str] = []
     num_files = int(h["num_files"])
-    this_counts = tuple(int(x) for x in h["npart"])
     totals = total_counts(h["npartTotal"], h["npartTotalHighWord"])
     if num_files < 1:
         quirks.append(f"header file count is {num_files}: read as a single file")
@@ -337,7 +335,7 @@ def read_gadget2(path: str | Path) -> Snapshot:
             sources = [pf[name] for pf in pieces if name in pf]
             if len(sources) != len(pieces):
                 raise SnapshotError(path, f"type {t}: block {name} is missing from some files")
-            data = concatenate([lazy_array(src) for src, _ in sources])
+            data = concatenate([lazy_array(src, chunk_bytes) for src, _ in sources])
             fields[name] = Field(name, data, convention_units(name, units, comoving), sources[0][1])
         count = summed[t]
         mass = massarr[t] if MASSES not in fields and massarr[t] > 0 else None
@@ -367,4 +365,4 @@ def read_gadget2(path: str | Path) -> Snapshot:
     )
 
 
-__all__ = ["read_gadget2", "scan", "sniff", "header_dtype", "Block", "BinaryLayout", "POSITIONS", "VELOCITIES", "IDS"]
+__all__ = ["read_gadget2", "scan", "sniff", "header_dtype", "Block", "BinaryLayout"]

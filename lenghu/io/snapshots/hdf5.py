@@ -41,7 +41,7 @@ import numpy as np
 
 from lenghu.io.snapshots.conventions import canonical_name, convention_units
 from lenghu.io.snapshots.files import folder_pieces, sibling_pieces
-from lenghu.io.snapshots.lazy import HDF5Source, concatenate, lazy_array
+from lenghu.io.snapshots.lazy import CHUNK_BYTES, HDF5Source, concatenate, lazy_array
 from lenghu.io.snapshots.model import (
     GADGET2_DEFAULT_UNITS,
     MASSES,
@@ -215,8 +215,10 @@ def _file_pieces(path: Path) -> tuple[list[Path], Path]:
     return [path], path
 
 
-def read_hdf5_snapshot(path: str | Path) -> Snapshot:
+def read_hdf5_snapshot(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Snapshot:
     """Read a Gadget-family HDF5 snapshot (one file, one piece of several, or a ``snapdir_NNN/`` folder).
+
+    ``chunk_bytes`` is the size of the dask chunks (see :func:`lenghu.io.snapshots.read_snapshot`).
 
     Raises
     ------
@@ -299,7 +301,7 @@ def read_hdf5_snapshot(path: str | Path) -> Snapshot:
     for t, fields in per_type.items():
         built = {}
         for name, sources in fields.items():
-            data = concatenate([lazy_array(s) for s in sources])
+            data = concatenate([lazy_array(s, chunk_bytes) for s in sources])
             if data.shape[0] != counts[t]:
                 raise SnapshotError(path, f"PartType{t}/{name}: present in only some of the files")
             built[name] = Field(name, data, units_of[(t, name)], source_names[(t, name)])

@@ -101,7 +101,7 @@ def lazy_array(source, target_bytes: int = CHUNK_BYTES):
     rows = rows_per_chunk(row_bytes, target_bytes)
     chunks = (min(rows, shape[0]) if shape[0] else 1,) + shape[1:]
     meta = np.empty((0,) * len(shape), dtype=source.dtype)
-    name = f"lazy-{Path(source.path).name}-{abs(hash(source)) :x}"
+    name = f"lazy-{Path(source.path).name}-{abs(hash(source)):x}"
     return da.from_array(source, chunks=chunks, meta=meta, name=name, asarray=False, fancy=False)
 
 

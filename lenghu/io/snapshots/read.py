@@ -47,7 +47,7 @@ def snapshot_format(path: str | Path) -> str | None:
     return None
 
 
-def read_snapshot(path: str | Path) -> Snapshot:
+def read_snapshot(path: str | Path, chunk_bytes: int | None = None) -> Snapshot:
     """Read a snapshot lazily (dask arrays), whatever its format.
 
     Parameters
@@ -55,6 +55,10 @@ def read_snapshot(path: str | Path) -> Snapshot:
     path : path
         A file, the first piece of a multi-file snapshot (``NAME.0``,
         ``NAME.0.hdf5``), a ``snapdir_NNN/`` folder, or a lenghu Zarr store.
+    chunk_bytes : int, optional
+        Bytes per dask chunk along the particle axis (default about 100 MB).
+        A converter passes its output's chunk size, so that each task reads
+        exactly what it writes. Zarr stores keep their own chunks.
 
     Raises
     ------
@@ -65,8 +69,10 @@ def read_snapshot(path: str | Path) -> Snapshot:
     """
     from lenghu.io.snapshots.gadget2 import read_gadget2
     from lenghu.io.snapshots.hdf5 import read_hdf5_snapshot
+    from lenghu.io.snapshots.lazy import CHUNK_BYTES
     from lenghu.io.snapshots.zarr_store import read_zarr
 
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     path = Path(path)
     if not path.exists():
         raise SnapshotError(path, "no such file or folder")
@@ -76,5 +82,5 @@ def read_snapshot(path: str | Path) -> Snapshot:
     if kind == "lenghu-zarr":
         return read_zarr(path)
     if kind.startswith("gadget2-binary"):
-        return read_gadget2(path)
-    return read_hdf5_snapshot(path)
+        return read_gadget2(path, chunk_bytes)
+    return read_hdf5_snapshot(path, chunk_bytes)
