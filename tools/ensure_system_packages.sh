@@ -7,6 +7,7 @@ PACKAGES=(
   libosmesa6 libgl1-mesa-dri libegl1 libegl-mesa0 libgl1   # headless OpenGL (Mesa)
   xvfb xauth                                   # virtual display for Qt windows
   stilts libcfitsio-bin                        # votlint (VOTable checks); fpack/funpack (.fz convert)
+  saods9                                       # DS9, to check converted files open in it
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
