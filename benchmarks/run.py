@@ -6,6 +6,11 @@ Each benchmark module exposes ``run(quick: bool) -> list[dict]``; a row has
 invocation on the same inputs, so ratios compare like with like on this
 (noisy) machine; timings are medians of repeats where the module says so.
 
+Each module's rows are also kept in ``benchmarks/results/NAME.json`` (with
+the date and machine), and BENCHMARKS.md is written from all the result files
+present, so running one module (``--only``) updates its rows and keeps the
+others'.
+
 Usage::
 
     python benchmarks/run.py --out BENCHMARKS.md          # everything
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -25,6 +31,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 
 
 def machine() -> str:
@@ -76,7 +83,8 @@ def main(argv=None) -> int:
     only = [s for s in args.only.split(",") if s] or None
 
     host = machine()
-    rows, failures = [], []
+    failures = []
+    RESULTS.mkdir(exist_ok=True)
     for name, module in load_modules(only):
         print(f"== {name}", flush=True)
         start = time.perf_counter()
@@ -87,41 +95,45 @@ def main(argv=None) -> int:
             traceback.print_exc()
             continue
         for row in got:
-            row.setdefault("module", name)
             print(f"   {row['figure']}: {_format(row.get('ours'), row.get('unit', ''))}", flush=True)
-        rows.extend(got)
-        print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+        record = {"module": name, "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+                  "machine": host, "quick": args.quick, "seconds": round(time.perf_counter() - start, 1),
+                  "rows": got}
+        (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
+        print(f"   ({record['seconds']:.0f} s)", flush=True)
+    write_markdown(Path(args.out), failures)
+    print(f"wrote {args.out}")
+    return 1 if failures else 0
 
+
+def write_markdown(out: Path, failures: list[tuple[str, str]]) -> None:
+    """BENCHMARKS.md from every ``benchmarks/results/*.json``."""
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` (`benchmarks/run.py`{' --quick' if args.quick else ''}) on "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
-        f"Machine: {host}. Python {platform.python_version()}.",
-        "",
+        "Written by `make bench` (`benchmarks/run.py`) from `benchmarks/results/*.json`.",
         "Peers run in the same invocation on the same inputs; a ratio above 1 means lenghu is better",
-        "(faster, or less memory). Times are medians where repeats are stated.",
+        "(faster, or less memory). The machine is small and shared (2 cores): compare ratios, not seconds.",
         "",
-        "| figure | ours | peer | ratio | target | met | machine |",
+        "| figure | ours | peer | ratio | target | met | measured |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        unit = row.get("unit", "")
-        peer = _format(row.get("peer"), unit)
-        if row.get("peer_name") and row.get("peer") is not None:
-            peer = f"{peer} ({row['peer_name']})"
-        met = row.get("met")
-        met_text = "-" if met is None else ("yes" if met else "**no**")
-        figure = row["figure"] + (f" — {row['notes']}" if row.get("notes") else "")
-        lines.append(
-            f"| {figure} | {_format(row.get('ours'), unit)} | {peer} | {_format(row.get('ratio'))} | "
-            f"{row.get('target', '-')} | {met_text} | {row.get('machine', 'this machine')} |"
-        )
+    for path in sorted(RESULTS.glob("*.json")):
+        record = json.loads(path.read_text())
+        when = f"{record['date']}{' (quick)' if record.get('quick') else ''}"
+        for row in record["rows"]:
+            unit = row.get("unit", "")
+            peer = _format(row.get("peer"), unit)
+            if row.get("peer_name") and row.get("peer") is not None:
+                peer = f"{peer} ({row['peer_name']})"
+            met = row.get("met")
+            met_text = "-" if met is None else ("yes" if met else "**no**")
+            figure = f"[{record['module']}] " + row["figure"] + (f" — {row['notes']}" if row.get("notes") else "")
+            lines.append(f"| {figure} | {_format(row.get('ours'), unit)} | {peer} | {_format(row.get('ratio'))} | "
+                         f"{row.get('target') or '-'} | {met_text} | {when}, {row.get('machine', record['machine'])} |")
     for name, trace in failures:
         lines += ["", f"**{name} failed:**", "", "```", trace.strip(), "```"]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
-    return 1 if failures else 0
+    out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
