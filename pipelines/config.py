@@ -95,17 +95,31 @@ class ReduceConfig:
     masters: MasterConfig = field(default_factory=MasterConfig)
     isr: IsrConfig = field(default_factory=IsrConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    measure: "MeasureStageConfig" = field(default_factory=lambda: _measure_default())
     min_frames: int = 1
 
     def hash(self) -> str:
-        """A hash of everything that changes products (not where they are computed)."""
+        """A hash of everything that changes masters and calibrated images (not where they are
+        computed, nor how they are measured afterwards: see :meth:`measure_hash`)."""
         payload = dataclasses.asdict(self)
         payload.pop("execution")
+        payload.pop("measure")
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def measure_hash(self) -> str:
+        """A hash of the measure stage's settings."""
+        payload = dataclasses.asdict(self.measure)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def with_execution(self, **changes: Any) -> "ReduceConfig":
         """A copy with execution fields replaced (from the command line)."""
         return dataclasses.replace(self, execution=dataclasses.replace(self.execution, **changes))
+
+
+def _measure_default():
+    from lenghu.pipelines.measure_stage import MeasureStageConfig
+
+    return MeasureStageConfig()
 
 
 _NESTED = {
@@ -135,7 +149,7 @@ def load_config(path: str | Path | None) -> ReduceConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, f"not valid TOML: {exc}") from exc
     try:
-        unknown = set(table) - {"combine", "masters", "isr", "execution", "min_frames"}
+        unknown = set(table) - {"combine", "masters", "isr", "execution", "measure", "min_frames"}
         if unknown:
             raise ValueError(f"unknown sections {sorted(unknown)}")
         parts: dict[str, Any] = {k: _build(cls, table[k], k) for k, cls in _NESTED.items() if k in table}
@@ -144,6 +158,13 @@ def load_config(path: str | Path | None) -> ReduceConfig:
             overscan = _build(OverscanConfig, isr.pop("overscan", {}), "isr.overscan")
             cosmics = _build(CosmicRayConfig, isr.pop("cosmic_rays", {}), "isr.cosmic_rays")
             parts["isr"] = _build(IsrConfig, {**isr, "overscan": overscan, "cosmic_rays": cosmics}, "isr")
+        if "measure" in table:
+            from lenghu.measure import MeasureConfig
+            from lenghu.pipelines.measure_stage import MeasureStageConfig
+
+            measure = dict(table["measure"])
+            fmt = measure.pop("catalog_format", "fits")
+            parts["measure"] = MeasureStageConfig(measure=MeasureConfig.from_mapping(measure), catalog_format=fmt)
         if "min_frames" in table:
             parts["min_frames"] = int(table["min_frames"])
         return ReduceConfig(**parts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -62,6 +63,19 @@ class FrameRow:
     detectors: tuple[str, ...]
     status: str
     error: str | None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and numpy scalars as Python numbers (valid JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def file_checksum(path: str | Path, chunk: int = 8 << 20) -> str:
@@ -183,7 +197,7 @@ class Registry:
         self._db.execute(
             "INSERT OR REPLACE INTO products VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (path, kind, detector, filter, exposure, checksum, key, json.dumps(inputs), config_hash,
-             json.dumps(list(missing)), json.dumps(quality or {}, default=float), status, error, run_id,
+             json.dumps(list(missing)), json.dumps(_finite(quality or {})), status, error, run_id,
              time.time()),
         )
 
@@ -206,6 +220,10 @@ class Registry:
                 item[key] = json.loads(item[key] or "null")
             out.append(item)
         return out
+
+    def update_checksum(self, path: str, checksum: str) -> None:
+        """Record that a product file was rewritten in place (e.g. a fitted WCS added)."""
+        self._db.execute("UPDATE products SET checksum=? WHERE path=?", (checksum, path))
 
     def product_is_current(self, path: str | Path, key: str) -> bool:
         """True if ``path`` exists, is the file the registry recorded, and was made from ``key``."""

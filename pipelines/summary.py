@@ -10,11 +10,14 @@ def print_summary(summary) -> None:
     out = Path(summary.out)
     print(f"\nReduced into {out}")
     print(f"  raw files: {summary.frames}, masters made: {len(summary.masters)}, "
-          f"calibrated images: {len(summary.calibrated)}, up to date (skipped): {summary.skipped}")
+          f"calibrated images: {len(summary.calibrated)}, catalogues: {len(summary.catalogs)}, "
+          f"up to date (skipped): {summary.skipped}")
     if summary.missing:
         kinds = sorted({k for missing in summary.missing.values() for k in missing})
         print(f"  missing calibrations: {', '.join(kinds)} ({len(summary.missing)} product(s) made without; "
               "see MISSCAL in their headers)")
+    for path, reason in sorted(summary.flagged.items()):
+        print(f"  FLAGGED {path}: {reason}")
     for path, reason in sorted(summary.failed_frames.items()):
         print(f"  FAILED frame {path}: {reason}")
     for path, reason in sorted(summary.failed_products.items()):

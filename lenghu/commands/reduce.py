@@ -13,7 +13,11 @@ what it does:
      combines streamed over strips of rows (memory per worker stays bounded);
   3. science frames: overscan, trim, gain, bias, dark, flat, masks (saturation, bad
      columns, hot pixels, cosmic rays, no data) and variance, written to
-     OUT/calibrated/<raw>_<detector>.fits (SCI, VAR, MASK, PROVENANCE).
+     OUT/calibrated/<raw>_<detector>.fits (SCI, VAR, MASK, PROVENANCE);
+  4. measure: sources detected and measured (sep), matched to the reference catalogue by
+     pattern, a TAN-SIP WCS fitted (written into the product only when the fit is good;
+     ASTSTAT says which), a zeropoint per exposure and detector, and a catalogue
+     OUT/catalogs/<raw>_<detector>.cat.fits with units on every column.
   Missing calibrations (no darks, no flats) are skipped and named in each product's
   MISSCAL card, the registry and the summary. Products whose inputs and config are
   unchanged are skipped on a rerun; --force redoes them. Files appear only whole, so
@@ -64,7 +68,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     where.add_argument("--cluster", choices=["local", "slurm", "pbs"], help="where workers run (see below)")
     parser.add_argument("--memory-limit", help="memory per local worker, e.g. 4GB (default from config: 4GB)")
     parser.add_argument("--config", type=Path, help="TOML configuration (see docs/reduce.md)")
-    parser.add_argument("--stages", default="ingest,bias,dark,flat,science",
+    parser.add_argument("--refcat", type=Path,
+                        help="reference catalogue (ra, dec, mag_<filter>) for astrometry and zeropoints "
+                             "(default: refcat.fits in RAW_DIR or its parent, as `lenghu simulate night` writes)")
+    parser.add_argument("--stages", default="ingest,bias,dark,flat,science,measure",
                         help="comma-separated stages to run (default: all)")
     parser.add_argument("--force", action="store_true", help="redo products even if up to date")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -93,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"lenghu reduce: error: unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
     request = ReduceRequest(raw_dir=args.raw_dir, out=args.out, instrument=args.instrument, config=config,
-                            force=args.force, progress=not args.quiet, stages=stages)
+                            force=args.force, progress=not args.quiet, stages=stages, refcat=args.refcat)
     summary = reduce_night(request)
     print_summary(summary)
     return summary.exit_status

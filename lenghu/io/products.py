@@ -141,3 +141,28 @@ def read_master(path: str | Path, kind: str) -> MasterFrame:
             )
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise FrameError(path, f"not a readable lenghu master ({exc})") from exc
+
+
+def update_product_wcs(path: str | Path, wcs, cards: Mapping[str, object]) -> Path:
+    """Replace the celestial WCS of a product's image extensions (None: keep it) and add ``cards``
+    to its primary header; rewritten atomically, checksums updated."""
+    from astropy.wcs import WCS
+
+    path = Path(path)
+    with fits.open(path, mode="readonly", memmap=False) as hdul:
+        hdul = fits.HDUList([hdu.copy() for hdu in hdul])
+    for key, value in cards.items():
+        hdul[0].header[key] = value
+    if wcs is not None:
+        new = wcs.to_header(relax=True)
+        for name in ("SCI", "VAR", "MASK"):
+            header = hdul[name].header
+            old = WCS(header, relax=True).to_header(relax=True) if "CTYPE1" in header else fits.Header()
+            for key in list(old.keys()) + [k for k in header if k.startswith(("A_", "B_", "AP_", "BP_"))]:
+                header.remove(key, ignore_missing=True, remove_all=True)
+            header.update(new)
+    for hdu in hdul:
+        hdu.add_checksum(when="HDU checksum")
+    with atomic_path(path) as tmp:
+        hdul.writeto(tmp, output_verify="exception")
+    return path
