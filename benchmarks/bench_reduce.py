@@ -16,6 +16,7 @@ science: bias, flat, cosmic rays by L.A.Cosmic (astroscrappy; ccdproc's
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,4 +166,20 @@ def run(quick: bool) -> list[dict]:
         rows.append({"figure": f"two workers against one, end to end {size}", "ours": one / ours_t, "unit": "x",
                      "target": ">= 1.7x", "met": one / ours_t >= 1.7,
                      "notes": f"1 worker {one:.1f} s, 2 workers {ours_t:.1f} s"})
-    return rows
+    return rows + run_scaling(quick)
+
+
+def run_scaling(quick: bool) -> list[dict]:
+    """Peak memory of a master combine with 10 and with 50 input frames."""
+    ny = nx = 1024 if quick else NY
+    peaks = {}
+    with tempfile.TemporaryDirectory(prefix="lenghu-bench-scaling-") as tmp:
+        tmp = Path(tmp)
+        for n in (10, 50):
+            raw = make_frames(tmp / f"n{n}", n_bias=n, n_flat=0, n_science=0, ny=ny, nx=nx)
+            _, peaks[n], _ = _lenghu(raw, tmp / f"out{n}", "ingest,bias", 2)
+            shutil.rmtree(raw)
+    growth = peaks[50] / peaks[10] - 1
+    return [{"figure": f"master bias peak memory, 50 frames against 10 ({nx + OVERSCAN}x{ny})",
+             "ours": growth * 100, "unit": "% more", "target": "<= 20%", "met": growth <= 0.20,
+             "notes": f"10 frames {peaks[10]:.0f} MB, 50 frames {peaks[50]:.0f} MB"}]

@@ -18,6 +18,7 @@ from lenghu import __version__
 # Subcommand modules, in the order --help lists them.
 COMMAND_MODULES = (
     "lenghu.commands.reduce",
+    "lenghu.commands.measure",
     "lenghu.commands.simulate",
     "lenghu.commands.instruments",
     "lenghu.commands.info",

@@ -61,35 +61,52 @@ def _reference(refcat: str, wcs, shape: tuple[int, int], filter_name: str):
     return ra[near], dec[near], np.asarray(table[column], dtype=float)[near], column
 
 
-def measure_product(product: str, refcat: str | None, config: MeasureStageConfig, catalog_path: str) -> dict[str, Any]:
-    """Measure one calibrated product; write its catalogue (and its WCS when astrometry succeeds)."""
+def load_image(path: str):
+    """SCI, VAR, MASK (None where absent), the image header and the primary header of a FITS file.
+
+    A lenghu product has SCI/VAR/MASK extensions; any other FITS image is read
+    from its first HDU with pixels.
+    """
     from astropy.io import fits
+
+    from lenghu.errors import FrameError
+
+    with fits.open(path, mode="readonly", memmap=False) as hdul:
+        names = [hdu.name for hdu in hdul]
+        if "SCI" in names:
+            image_hdu = hdul["SCI"]
+            var = hdul["VAR"].data if "VAR" in names else None
+            mask = hdul["MASK"].data if "MASK" in names else None
+        else:
+            with_data = [hdu for hdu in hdul if hdu.is_image and hdu.data is not None and hdu.data.ndim == 2]
+            if not with_data:
+                raise FrameError(path, "no 2-D image in the file")
+            image_hdu, var, mask = with_data[0], None, None
+        sci = np.asarray(image_hdu.data, dtype=np.float32)
+        return sci, var, mask, image_hdu.header.copy(), hdul[0].header.copy()
+
+
+def measure_arrays(sci, var, mask, header, primary, refcat: str | None, config: MeasureStageConfig):
+    """Catalogue, quality figures and the astrometric result (or None) of one image."""
     from astropy.wcs import WCS
 
-    from lenghu.io.products import update_product_wcs
-
-    with fits.open(product, mode="readonly", memmap=False) as hdul:
-        sci, var, mask = hdul["SCI"].data, hdul["VAR"].data, hdul["MASK"].data
-        header = hdul["SCI"].header.copy()
-        primary = hdul[0].header
-        exptime = float(primary.get("EXPTIME", 0.0) or 0.0)
-        filter_name = str(primary.get("FILTER", "none")).strip()
-        airmass = primary.get("AIRMASS")
-        mjd = primary.get("MJD-OBS")
+    exptime = float(primary.get("EXPTIME", header.get("EXPTIME", 0.0)) or 0.0)
+    filter_name = str(primary.get("FILTER", header.get("FILTER", "none"))).strip()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FITS WCS cards written by other software: fixed silently by astropy
         initial = WCS(header) if "CTYPE1" in header else None
     catalog = measure_image(sci, var, mask, wcs=None, config=config.measure)
     table = catalog.table
     quality: dict[str, Any] = {"n_sources": len(table), "filter": filter_name, "exptime": exptime,
-                               "airmass": airmass, "mjd": mjd, "sky_e": float(table.meta.get("BKGGLOB", np.nan)),
+                               "airmass": primary.get("AIRMASS"), "mjd": primary.get("MJD-OBS"),
+                               "sky_e": float(table.meta.get("BKGGLOB", np.nan)),
                                "astrometry": "no reference catalogue or WCS", "zeropoint": None}
     point = np.asarray(table["point_like"], bool) & (np.asarray(table["flags"]) == 0)
-    if point.any() and initial is not None:
-        scale = float(np.sqrt(abs(np.linalg.det(initial.pixel_scale_matrix))) * 3600.0)
+    if point.any() and initial is not None and initial.has_celestial:
+        scale = float(np.sqrt(abs(np.linalg.det(initial.celestial.pixel_scale_matrix))) * 3600.0)
         quality["fwhm_arcsec"] = float(np.median(np.asarray(table["fwhm"])[point]) * scale)
-    wcs = initial
-    if refcat and initial is not None and len(table):
+    wcs, astro = initial, None
+    if refcat and initial is not None and initial.has_celestial and len(table):
         ra, dec, mag, column = _reference(refcat, initial, sci.shape, filter_name)
         # Centroids stay good next to a repaired cosmic ray or hot pixel; saturated, truncated or
         # blended sources and those touching missing data do not.
@@ -102,9 +119,6 @@ def measure_product(product: str, refcat: str | None, config: MeasureStageConfig
                        astrometry_rms_arcsec=astro.rms_arcsec, astrometry_matches=astro.n_matched)
         if astro.ok:
             wcs = astro.wcs
-            update_product_wcs(product, wcs, {"ASTSTAT": ("OK", "astrometry: fitted to the reference catalogue"),
-                                              "ASTRMS": (round(float(astro.rms_arcsec), 5), "[arcsec] fit residual"),
-                                              "ASTNMAT": (int(astro.n_matched), "matched reference stars")})
             det, ref = astro.detection_index, astro.reference_index
             aper = max((c for c in table.colnames if c.startswith("flux_aper_") and not c.endswith("_err")),
                        key=lambda c: int(c.split("_")[-1]))
@@ -112,12 +126,24 @@ def measure_product(product: str, refcat: str | None, config: MeasureStageConfig
                                    mag[ref], exptime, config=config.zeropoint)
             quality.update(zeropoint=zp.zeropoint_mag if zp.ok else None, zeropoint_err=zp.error_mag if zp.ok else None,
                            zeropoint_stars=zp.n_used, zeropoint_status=zp.status.value, reference_column=column)
-        else:
-            update_product_wcs(product, None, {"ASTSTAT": ("FAILED", f"astrometry: {astro.status.value}"[:47])})
     _add_sky_and_magnitudes(table, wcs, quality, exptime)
-    write_catalog(table, catalog_path)
+    return table, quality, astro
+
+
+def measure_product(product: str, refcat: str | None, config: MeasureStageConfig, catalog_path: str) -> dict[str, Any]:
+    """Measure one calibrated product; write its catalogue, and its WCS when astrometry succeeds."""
+    from lenghu.io.products import update_product_wcs
     from lenghu.pipelines.registry import file_checksum
 
+    table, quality, astro = measure_arrays(*load_image(product), refcat, config)
+    if astro is not None and astro.ok:
+        update_product_wcs(product, astro.wcs, {
+            "ASTSTAT": ("OK", "astrometry: fitted to the reference catalogue"),
+            "ASTRMS": (round(float(astro.rms_arcsec), 5), "[arcsec] fit residual"),
+            "ASTNMAT": (int(astro.n_matched), "matched reference stars")})
+    elif astro is not None:
+        update_product_wcs(product, None, {"ASTSTAT": ("FAILED", f"astrometry: {astro.status.value}"[:47])})
+    write_catalog(table, catalog_path)
     return {"path": catalog_path, "checksum": file_checksum(catalog_path), "product_checksum": file_checksum(product),
             "quality": quality}
 

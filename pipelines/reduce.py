@@ -27,6 +27,7 @@ from lenghu.pipelines.cluster import dask_client
 from lenghu.pipelines.config import ReduceConfig
 from lenghu.io.discover import find_raw_files
 from lenghu.pipelines.lock import RunLock
+from lenghu.pipelines.measure_stage import run_measure_stage
 from lenghu.pipelines.progress import wait_all
 from lenghu.pipelines.registry import Registry, inputs_key
 from lenghu.pipelines.resources import ResourceMeter
@@ -34,7 +35,7 @@ from lenghu.pipelines import tasks
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "bias", "dark", "flat", "science")
+STAGES = ("ingest", "bias", "dark", "flat", "science", "measure")
 MASTER_NEEDS = {"bias": (), "dark": ("bias",), "flat": ("bias", "dark")}
 
 
@@ -49,6 +50,7 @@ class ReduceRequest:
     force: bool = False
     progress: bool = True
     stages: tuple[str, ...] = STAGES
+    refcat: Path | None = None
 
 
 @dataclass
@@ -60,6 +62,8 @@ class ReduceSummary:
     failed_frames: dict[str, str] = field(default_factory=dict)
     masters: list[str] = field(default_factory=list)
     calibrated: list[str] = field(default_factory=list)
+    catalogs: list[str] = field(default_factory=list)
+    flagged: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
     failed_products: dict[str, str] = field(default_factory=dict)
     missing: dict[str, list[str]] = field(default_factory=dict)
@@ -107,6 +111,8 @@ def _run(request: ReduceRequest, out: Path, registry: Registry) -> ReduceSummary
                     _masters(kind, night, masters, request, client, registry, run_id, summary, out, config_hash)
             if "science" in request.stages:
                 _science(night, masters, request, client, registry, run_id, summary, out, config_hash)
+            if "measure" in request.stages:
+                run_measure_stage(request, client, registry, run_id, summary, out, config_hash)
             status = "done"
         finally:
             summary.resources = meter.finish()
@@ -229,9 +235,10 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
         rows = config.combine.rows_per_strip(len(inputs), shape[1], 8 if config.isr.precision == "float64" else 4)
         scratches = [r["scratch"] for _, r in inputs]
         scales = [r["scale"] for _, r in inputs]
+        read_variances = [r["read_variance"] for _, r in inputs]
         for y0 in range(0, shape[0], rows):
             futures.append(client.submit(tasks.combine_rows, scratches, scales, y0, min(shape[0], y0 + rows),
-                                         config.combine, outputs, pure=False))
+                                         config.combine, outputs, read_variances, kind != "bias", pure=False))
             finals.append(final)
     _, errors = wait_all(futures, f"master {kind}: combine", request.progress)
     broken = {final for final, fut in zip(finals, futures) if fut.key in errors}

@@ -18,7 +18,7 @@ import numpy as np
 from astropy.io import fits
 
 from lenghu.calib.assemble import assemble
-from lenghu.calib.combine import CombineConfig, combine_stack
+from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
 from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature, subtract_calibrations
 from lenghu.calib.masters import MasterConfig, finish_master
 from lenghu.errors import FrameError, LenghuError
@@ -79,7 +79,9 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
 
     Biases: overscan, trim, gain. Darks: and bias. Flats: and bias and dark.
     Returns the scratch path, the exposure time and the frame's scale factor
-    (1 / exposure time for darks, 1 / median for flats, 1 for biases).
+    (1 / exposure time for darks, 1 / median for flats, 1 for biases). The
+    frame's read-noise variance goes next to the scratch (``*.readvar.npy``)
+    for the master's variance (:func:`lenghu.calib.combine.model_variance`).
     """
     exposure, _, assembled = _assembled(path, spec, detector, isr)
     sci, _, _, _ = subtract_calibrations(assembled, exposure.record.exptime, _load_masters(masters), isr.dtype)
@@ -99,8 +101,12 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     with atomic_path(scratch) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, sci)
-    return {"path": path, "scratch": scratch, "exptime": exptime, "scale": scale, "shape": sci.shape,
-            "dtype": str(sci.dtype)}
+    read_variance = str(Path(scratch).with_suffix(".readvar.npy"))
+    with atomic_path(read_variance) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, assembled.read_variance)
+    return {"path": path, "scratch": scratch, "read_variance": read_variance, "exptime": exptime, "scale": scale,
+            "shape": sci.shape, "dtype": str(sci.dtype)}
 
 
 def create_combine_outputs(folder: str, shape: tuple[int, int]) -> dict[str, str]:
@@ -115,13 +121,24 @@ def create_combine_outputs(folder: str, shape: tuple[int, int]) -> dict[str, str
 
 
 def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1: int,
-                 config: CombineConfig, outputs: Mapping[str, str]) -> int:
-    """Combine rows ``y0:y1`` of the prepared inputs into the output memmaps; returns rows done."""
+                 config: CombineConfig, outputs: Mapping[str, str],
+                 read_variances: Sequence[str] | None = None, poisson: bool = True) -> int:
+    """Combine rows ``y0:y1`` of the prepared inputs into the output memmaps; returns rows done.
+
+    With ``read_variances`` (the inputs' ``*.readvar.npy``) the variance is the noise model's
+    (:func:`~lenghu.calib.combine.model_variance`; ``poisson`` False for biases), else the
+    clipped sample variance.
+    """
     stack = np.stack([np.load(s, mmap_mode="r")[y0:y1] * scale for s, scale in zip(scratches, scales)])
     strip = combine_stack(stack, config)
-    for name in ("image", "variance", "n_used"):
+    del stack
+    variance = strip.variance
+    if read_variances is not None:
+        variance = model_variance(strip, (np.load(r, mmap_mode="r")[y0:y1] for r in read_variances), scales,
+                                  poisson, config)
+    for name, value in (("image", strip.image), ("variance", variance), ("n_used", strip.n_used)):
         out = np.load(outputs[name], mmap_mode="r+")
-        out[y0:y1] = getattr(strip, name)
+        out[y0:y1] = value
         out.flush()
         del out
     return y1 - y0

@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 import astropy.units as u
 import numpy as np
 
-from lenghu.calib.overscan import OverscanConfig, overscan_level
+from lenghu.calib.overscan import OverscanConfig, overscan_level, overscan_level_variance
 from lenghu.instruments.model import ELECTRON_PER_ADU, Amplifier, Detector
 
 
@@ -31,7 +31,8 @@ class AssembledFrame:
     image : ndarray
         Electrons.
     read_variance : ndarray
-        Read-noise variance per pixel, electrons^2 (each amplifier's own).
+        Read-noise variance per pixel, electrons^2 (each amplifier's own, plus the noise of
+        the overscan level subtracted from it).
     saturated : ndarray of bool
         Raw value at or above the amplifier's saturation.
     no_data : ndarray of bool
@@ -82,9 +83,11 @@ def assemble(
         if amp_data.overscan is not None:
             level = overscan_level(amp_data.overscan, overscan).astype(dtype)
             levels[amp.name] = float(np.median(level))
+            level_var = overscan_level_variance(amp_data.overscan.shape, overscan)
         else:
             level = dtype(0)
             levels[amp.name] = 0.0
+            level_var = 0.0
         rn = amp.read_noise.to_value(u.electron)
         if not math.isfinite(rn):
             rn = _measured_read_noise(amp_data, gain, source)
@@ -92,7 +95,7 @@ def assemble(
         electrons = (raw - level) * dtype(gain)
         target = amp.detector_section.slices
         image[target] = _flip(electrons, amp)
-        read_var[target] = rn * rn
+        read_var[target] = rn * rn * (1.0 + level_var)  # the overscan level's noise is in every pixel of its row
         saturated[target] = _flip(raw >= amp.saturation.to_value(u.adu), amp)
         finite[target] = _flip(np.isfinite(raw), amp)
         covered[target] = True
@@ -114,9 +117,16 @@ def _flip(array: np.ndarray, amp: Amplifier) -> np.ndarray:
 def _measured_read_noise(amp_data: AmplifierData, gain: float, source: str) -> float:
     if amp_data.overscan is None or amp_data.overscan.size < 100:
         raise ValueError(f"{source}: amplifier {amp_data.amplifier.name} has no read noise and no overscan to measure it")
+    from astropy.stats import sigma_clipped_stats
+
     overscan = np.asarray(amp_data.overscan, dtype=np.float64)
-    resid = overscan - np.median(overscan, axis=1, keepdims=True)
-    sigma_adu = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    columns = overscan.shape[1]
+    # Scatter about each row's (clipped) mean, clipped for cosmic rays: not the MAD, which on integer
+    # ADU snaps to half-integers (an overscan of 4.0 ADU rms measured 3.71). sqrt(n / (n - 1))
+    # undoes the row mean's share of each pixel's noise.
+    rows = sigma_clipped_stats(overscan, axis=1, sigma=4.0, maxiters=5)[0]
+    _, _, std = sigma_clipped_stats(overscan - rows[:, None], sigma=4.0, maxiters=5)
+    sigma_adu = float(std) * np.sqrt(columns / (columns - 1)) if columns > 1 else float(std)
     warnings.warn(f"{source}: amplifier {amp_data.amplifier.name} read noise unknown; "
                   f"measured {sigma_adu * gain:.2f} e- from the overscan", stacklevel=3)
     return float(sigma_adu * gain)

@@ -164,7 +164,10 @@ def _remove_rows(frame: AssembledFrame, exptime: float, cals: Calibrations, conf
     mask[frame.saturated] |= MASK_DTYPE(MaskBit.SAT)
     mask[frame.no_data] |= MASK_DTYPE(MaskBit.NO_DATA)
     if config.cosmic_rays.enabled:
-        ignore = (mask & MASK_DTYPE(MaskBit.SAT | MaskBit.NO_DATA | MaskBit.BAD)) != 0
+        # LOW_FLAT too: dividing by a low response multiplies a pixel's noise, which L.A.Cosmic's
+        # noise model (from the image values) does not know; a dead column then reads as a row of
+        # cosmic rays (two-thirds of the flagged pixels of a simulated night were such).
+        ignore = (mask & MASK_DTYPE(MaskBit.SAT | MaskBit.NO_DATA | MaskBit.BAD | MaskBit.LOW_FLAT)) != 0
         rn = float(np.median(list(frame.read_noise.values())))
         crs = detect_cosmic_rays(sci, ignore, rn, saturation_e, config.cosmic_rays)
         mask[crs] |= MASK_DTYPE(MaskBit.CR)

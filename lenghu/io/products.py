@@ -124,7 +124,11 @@ def write_master(path: str | Path, master: MasterFrame, detector: str, filter_na
     if filter_name:
         cards["FILTER"] = (filter_name, "filter")
     for key, value in master.quality.items():
-        cards[f"HIERARCH LH Q {key.upper()}"[:40]] = round(float(value), 6) if isinstance(value, float) else value
+        if isinstance(value, float) and not np.isfinite(value):
+            value = "undefined"  # FITS headers cannot hold NaN or infinity (e.g. noise of a 1-frame master)
+        elif isinstance(value, float):
+            value = round(value, 6)
+        cards[f"HIERARCH LH Q {key.upper()}"[:40]] = value
     return write_image_product(path, master.image, master.variance, master.mask, cards, provenance, config_hash)
 
 

@@ -575,6 +575,21 @@ def _flat_patterns(plan: NightPlan, detector: Detector, filter_name: str):
         yield amp, signatures.flat_pattern(seed, detector, amp, prnu, plan.focal_plane.corner_radius, donuts, columns)
 
 
+def exposure_cosmic_rays(plan: NightPlan, exposure: Exposure, detector: Detector) -> signatures.CosmicRays | None:
+    """The cosmic rays that hit ``detector`` during ``exposure`` (None for a 0 s exposure).
+
+    These are the deposits :func:`simulate_ccd` adds, regenerated from their
+    own random stream; the truth files keep only the mask of pixels above
+    :data:`signatures.COSMIC_MASK_THRESHOLD`, so tests that need the charge of
+    every pixel (``CosmicRays.image``) call this.
+    """
+    if exposure.exptime <= 0:
+        return None
+    return signatures.cosmic_rays(
+        rng_for(plan.config.seed, "cosmics", exposure.expnum, detector.index), detector.shape, exposure.exptime,
+        plan.config.cosmic_rate.to_value(1 / (u.cm**2 * u.min)), detector.pixel_size.to_value(u.um))
+
+
 def simulate_ccd(
     plan: NightPlan,
     exposure: Exposure,
@@ -599,12 +614,7 @@ def simulate_ccd(
     kind = exposure.imagetyp
     raw = np.empty(detector.raw_shape, dtype=np.uint16)
     columns = signatures.bad_columns(seed, detector)
-    if t > 0:
-        cosmics = signatures.cosmic_rays(
-            rng_for(seed, "cosmics", exposure.expnum, detector.index), detector.shape, t,
-            plan.config.cosmic_rate.to_value(1 / (u.cm**2 * u.min)), detector.pixel_size.to_value(u.um))
-    else:
-        cosmics = None
+    cosmics = exposure_cosmic_rays(plan, exposure, detector)
     if kind in ("flat", "object"):
         donuts = signatures.dust_donuts(seed, detector, exposure.filter)
         prnu = sky.passband(exposure.filter).prnu
@@ -1101,5 +1111,5 @@ def simulate_night(config: NightConfig, out: str | Path, progress: bool = True) 
 
 __all__ = [
     "CcdExposure", "Exposure", "ExposureStats", "NightPlan", "NightSummary", "ReferenceStars",
-    "plan_night", "simulate_ccd", "simulate_night", "write_exposure", "write_truth_images",
+    "exposure_cosmic_rays", "plan_night", "simulate_ccd", "simulate_night", "write_exposure", "write_truth_images",
 ]

@@ -334,6 +334,12 @@ class CosmicRays:
     electrons: np.ndarray
     events: int
 
+    def image(self, shape: tuple[int, int]) -> np.ndarray:
+        """The charge each pixel received, electrons, ``shape`` float64 (0 where none)."""
+        out = np.zeros(shape[0] * shape[1])
+        np.add.at(out, self.y * shape[1] + self.x, self.electrons.astype(np.float64))
+        return out.reshape(shape)
+
     def mask_index(self, shape: tuple[int, int]) -> np.ndarray:
         """Flat indices of the pixels that got more than :data:`COSMIC_MASK_THRESHOLD` electrons."""
         if self.electrons.size == 0:
