@@ -98,13 +98,12 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
         scale = 1.0 / level
     else:
         scale = 1.0
-    with atomic_path(scratch) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, sci)
+    # Scratch files are written in place, without fsync: they are not products, a rerun of this
+    # task rewrites them whole, and combine tasks start only after this task has returned.
+    Path(scratch).parent.mkdir(parents=True, exist_ok=True)
+    np.save(scratch, sci)
     read_variance = str(Path(scratch).with_suffix(".readvar.npy"))
-    with atomic_path(read_variance) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, assembled.read_variance)
+    np.save(read_variance, assembled.read_variance)
     return {"path": path, "scratch": scratch, "read_variance": read_variance, "exptime": exptime, "scale": scale,
             "shape": sci.shape, "dtype": str(sci.dtype)}
 
@@ -130,7 +129,7 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     clipped sample variance.
     """
     stack = np.stack([np.load(s, mmap_mode="r")[y0:y1] * scale for s, scale in zip(scratches, scales)])
-    strip = combine_stack(stack, config)
+    strip = combine_stack(stack, config, sample_variance=read_variances is None)
     del stack
     variance = strip.variance
     if read_variances is not None:
