@@ -25,7 +25,9 @@ class CosmicRayConfig:
     objlim : float
         Contrast against the fine structure image (higher protects stars more).
     niter : int
-        Iterations (4 is astroscrappy's and ccdproc's default).
+        Iterations. 2, not astroscrappy's 4: on the simulated nights of the truth test the
+        completeness was 98.4% with 2 and with 4 iterations (98.0% with 1), and 2 cost about
+        20% less time on a 4k x 2k frame.
     """
 
     # Not astroscrappy's defaults (sigclip 4.5, sigfrac 0.3, objlim 5.0): tuned on simulated WFST
@@ -39,7 +41,7 @@ class CosmicRayConfig:
     sigclip: float = 5.5
     sigfrac: float = 0.15
     objlim: float = 10.0
-    niter: int = 4
+    niter: int = 2
 
     def __post_init__(self):
         if self.sigclip <= 0 or self.sigfrac <= 0 or self.objlim <= 0 or self.niter < 1:
