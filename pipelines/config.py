@@ -96,6 +96,7 @@ class ReduceConfig:
     isr: IsrConfig = field(default_factory=IsrConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     measure: "MeasureStageConfig" = field(default_factory=lambda: _measure_default())
+    coadd: "CoaddConfig" = field(default_factory=lambda: _coadd_default())
     min_frames: int = 1
 
     def hash(self) -> str:
@@ -104,6 +105,7 @@ class ReduceConfig:
         payload = dataclasses.asdict(self)
         payload.pop("execution")
         payload.pop("measure")
+        payload.pop("coadd")
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def measure_hash(self) -> str:
@@ -120,6 +122,12 @@ def _measure_default():
     from lenghu.pipelines.measure_stage import MeasureStageConfig
 
     return MeasureStageConfig()
+
+
+def _coadd_default():
+    from lenghu.measure.coadd import CoaddConfig
+
+    return CoaddConfig()
 
 
 _NESTED = {
@@ -149,7 +157,7 @@ def load_config(path: str | Path | None) -> ReduceConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, f"not valid TOML: {exc}") from exc
     try:
-        unknown = set(table) - {"combine", "masters", "isr", "execution", "measure", "min_frames"}
+        unknown = set(table) - {"combine", "masters", "isr", "execution", "measure", "coadd", "min_frames"}
         if unknown:
             raise ValueError(f"unknown sections {sorted(unknown)}")
         parts: dict[str, Any] = {k: _build(cls, table[k], k) for k, cls in _NESTED.items() if k in table}
@@ -165,6 +173,10 @@ def load_config(path: str | Path | None) -> ReduceConfig:
             measure = dict(table["measure"])
             fmt = measure.pop("catalog_format", "fits")
             parts["measure"] = MeasureStageConfig(measure=MeasureConfig.from_mapping(measure), catalog_format=fmt)
+        if "coadd" in table:
+            from lenghu.measure.coadd import CoaddConfig
+
+            parts["coadd"] = CoaddConfig.from_mapping(table["coadd"])
         if "min_frames" in table:
             parts["min_frames"] = int(table["min_frames"])
         return ReduceConfig(**parts)

@@ -27,6 +27,7 @@ from lenghu.pipelines.cluster import dask_client
 from lenghu.pipelines.config import ReduceConfig
 from lenghu.io.discover import find_raw_files
 from lenghu.pipelines.lock import RunLock
+from lenghu.pipelines.coadd_stage import run_coadd_stage
 from lenghu.pipelines.measure_stage import run_measure_stage
 from lenghu.pipelines.progress import wait_all
 from lenghu.pipelines.registry import Registry, inputs_key
@@ -35,7 +36,7 @@ from lenghu.pipelines import tasks
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "bias", "dark", "flat", "science", "measure")
+STAGES = ("ingest", "bias", "dark", "flat", "science", "measure", "coadd")
 MASTER_NEEDS = {"bias": (), "dark": ("bias",), "flat": ("bias", "dark")}
 
 
@@ -63,6 +64,7 @@ class ReduceSummary:
     masters: list[str] = field(default_factory=list)
     calibrated: list[str] = field(default_factory=list)
     catalogs: list[str] = field(default_factory=list)
+    coadds: list[str] = field(default_factory=list)
     flagged: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
     failed_products: dict[str, str] = field(default_factory=dict)
@@ -113,6 +115,8 @@ def _run(request: ReduceRequest, out: Path, registry: Registry) -> ReduceSummary
                 _science(night, masters, request, client, registry, run_id, summary, out, config_hash)
             if "measure" in request.stages:
                 run_measure_stage(request, client, registry, run_id, summary, out, config_hash)
+            if "coadd" in request.stages:
+                run_coadd_stage(request, client, registry, run_id, summary, out)
             status = "done"
         finally:
             summary.resources = meter.finish()

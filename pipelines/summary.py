@@ -11,6 +11,7 @@ def print_summary(summary) -> None:
     print(f"\nReduced into {out}")
     print(f"  raw files: {summary.frames}, masters made: {len(summary.masters)}, "
           f"calibrated images: {len(summary.calibrated)}, catalogues: {len(summary.catalogs)}, "
+          f"coadds: {len(summary.coadds)}, "
           f"up to date (skipped): {summary.skipped}")
     if summary.missing:
         kinds = sorted({k for missing in summary.missing.values() for k in missing})

@@ -17,7 +17,10 @@ what it does:
   4. measure: sources detected and measured (sep), matched to the reference catalogue by
      pattern, a TAN-SIP WCS fitted (written into the product only when the fit is good;
      ASTSTAT says which), a zeropoint per exposure and detector, and a catalogue
-     OUT/catalogs/<raw>_<detector>.cat.fits with units on every column.
+     OUT/catalogs/<raw>_<detector>.cat.fits with units on every column;
+  5. coadd: dithered exposures of each field (OBJECT), filter and detector resampled onto a
+     common TAN grid, inverse-variance weighted with outlier rejection, masks respected,
+     with weight and exposure maps, and a catalogue of each coadd: OUT/coadds/.
   Missing calibrations (no darks, no flats) are skipped and named in each product's
   MISSCAL card, the registry and the summary. Products whose inputs and config are
   unchanged are skipped on a rerun; --force redoes them. Files appear only whole, so
@@ -71,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--refcat", type=Path,
                         help="reference catalogue (ra, dec, mag_<filter>) for astrometry and zeropoints "
                              "(default: refcat.fits in RAW_DIR or its parent, as `lenghu simulate night` writes)")
-    parser.add_argument("--stages", default="ingest,bias,dark,flat,science,measure",
+    parser.add_argument("--stages", default="ingest,bias,dark,flat,science,measure,coadd",
                         help="comma-separated stages to run (default: all)")
     parser.add_argument("--force", action="store_true", help="redo products even if up to date")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

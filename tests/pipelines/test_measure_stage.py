@@ -82,3 +82,20 @@ def test_lenghu_measure_leaves_the_image_alone(measured_night, tmp_path):
 
     table = read_catalog(tmp_path / "c.parquet")
     assert len(table) > 20 and str(table["ra"].unit) == "deg"
+
+
+def test_dithered_exposures_are_coadded_and_measured(measured_night, fitsverify):
+    night, out, summary = measured_night
+    assert len(summary.coadds) == 1, "two dithered r exposures of one field and CCD make one coadd"
+    with Registry(out) as registry:
+        coadd = registry.products(kind="coadd")[0]
+        catalog = registry.products(kind="coadd_catalog")[0]
+    assert coadd["quality"]["n_inputs"] == 2 and len(coadd["inputs"]) == 2
+    with fits.open(coadd["path"]) as hdul:
+        assert {"SCI", "VAR", "WEIGHT", "NEXP"} <= {h.name for h in hdul}
+        assert WCS(hdul["SCI"].header).has_celestial
+        assert hdul["NEXP"].data.max() == 2
+    assert catalog["quality"]["n_sources"] > 20
+    for path in (coadd["path"], catalog["path"]):
+        errors, report = fitsverify(path)
+        assert errors == 0, report
