@@ -97,6 +97,7 @@ class ReduceConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     measure: "MeasureStageConfig" = field(default_factory=lambda: _measure_default())
     coadd: "CoaddConfig" = field(default_factory=lambda: _coadd_default())
+    report: "ReportConfig" = field(default_factory=lambda: _report_default())
     min_frames: int = 1
 
     def hash(self) -> str:
@@ -106,6 +107,7 @@ class ReduceConfig:
         payload.pop("execution")
         payload.pop("measure")
         payload.pop("coadd")
+        payload.pop("report")
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def measure_hash(self) -> str:
@@ -122,6 +124,12 @@ def _measure_default():
     from lenghu.pipelines.measure_stage import MeasureStageConfig
 
     return MeasureStageConfig()
+
+
+def _report_default():
+    from lenghu.pipelines.report import ReportConfig
+
+    return ReportConfig()
 
 
 def _coadd_default():
@@ -157,7 +165,8 @@ def load_config(path: str | Path | None) -> ReduceConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, f"not valid TOML: {exc}") from exc
     try:
-        unknown = set(table) - {"combine", "masters", "isr", "execution", "measure", "coadd", "min_frames"}
+        unknown = set(table) - {"combine", "masters", "isr", "execution", "measure", "coadd", "report",
+                                "min_frames"}
         if unknown:
             raise ValueError(f"unknown sections {sorted(unknown)}")
         parts: dict[str, Any] = {k: _build(cls, table[k], k) for k, cls in _NESTED.items() if k in table}
@@ -173,6 +182,10 @@ def load_config(path: str | Path | None) -> ReduceConfig:
             measure = dict(table["measure"])
             fmt = measure.pop("catalog_format", "fits")
             parts["measure"] = MeasureStageConfig(measure=MeasureConfig.from_mapping(measure), catalog_format=fmt)
+        if "report" in table:
+            from lenghu.pipelines.report import ReportConfig
+
+            parts["report"] = _build(ReportConfig, table["report"], "report")
         if "coadd" in table:
             from lenghu.measure.coadd import CoaddConfig
 

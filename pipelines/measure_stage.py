@@ -120,6 +120,7 @@ def measure_arrays(sci, var, mask, header, primary, refcat: str | None, config: 
         if astro.ok:
             wcs = astro.wcs
             det, ref = astro.detection_index, astro.reference_index
+            _add_residuals(table, det, astro.residuals_arcsec)
             aper = max((c for c in table.colnames if c.startswith("flux_aper_") and not c.endswith("_err")),
                        key=lambda c: int(c.split("_")[-1]))
             zp = measure_zeropoint(np.asarray(table[aper])[det], np.asarray(table[aper + "_err"])[det],
@@ -146,6 +147,19 @@ def measure_product(product: str, refcat: str | None, config: MeasureStageConfig
     write_catalog(table, catalog_path)
     return {"path": catalog_path, "checksum": file_checksum(catalog_path), "product_checksum": file_checksum(product),
             "quality": quality}
+
+
+def _add_residuals(table, index: np.ndarray, residuals: np.ndarray) -> None:
+    """Astrometric residuals (reference minus fit, arcsec) of the matched sources; NaN elsewhere."""
+    import astropy.units as u
+
+    for axis, name in enumerate(("astrom_dra", "astrom_ddec")):
+        column = np.full(len(table), np.nan, dtype=np.float32)
+        if len(index) == len(residuals):
+            column[index] = residuals[:, axis]
+        table[name] = column * u.arcsec
+        table[name].description = (f"astrometric residual, reference minus fit, in "
+                                   f"{'RA cos(Dec)' if axis == 0 else 'Dec'} (matched stars only)")
 
 
 def _add_sky_and_magnitudes(table, wcs, quality: dict[str, Any], exptime: float) -> None:

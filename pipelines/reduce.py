@@ -36,7 +36,7 @@ from lenghu.pipelines import tasks
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "bias", "dark", "flat", "science", "measure", "coadd")
+STAGES = ("ingest", "bias", "dark", "flat", "science", "measure", "coadd", "report")
 MASTER_NEEDS = {"bias": (), "dark": ("bias",), "flat": ("bias", "dark")}
 
 
@@ -65,6 +65,7 @@ class ReduceSummary:
     calibrated: list[str] = field(default_factory=list)
     catalogs: list[str] = field(default_factory=list)
     coadds: list[str] = field(default_factory=list)
+    report: str | None = None
     flagged: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
     failed_products: dict[str, str] = field(default_factory=dict)
@@ -122,6 +123,10 @@ def _run(request: ReduceRequest, out: Path, registry: Registry) -> ReduceSummary
             summary.resources = meter.finish()
             registry.end_run(run_id, status, summary.resources, summary.as_dict())
             shutil.rmtree(out / "work", ignore_errors=True)
+    if "report" in request.stages:
+        from lenghu.pipelines.report import write_report
+
+        summary.report = str(write_report(out, registry, config.report))
     return summary
 
 

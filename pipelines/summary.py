@@ -28,3 +28,5 @@ def print_summary(summary) -> None:
         print(f"  resources: {res.get('wall_s', 0):.1f} s wall, {res.get('cpu_core_hours', 0) * 3600:.1f} CPU s, "
               f"peak memory {res.get('peak_memory_mb', 0):.0f} MB")
     print(f"  registry: {out / 'registry.sqlite'}")
+    if summary.report:
+        print(f"  night report: {summary.report}")

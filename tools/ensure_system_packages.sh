@@ -8,6 +8,7 @@ PACKAGES=(
   xvfb xauth                                   # virtual display for Qt windows
   stilts libcfitsio-bin                        # votlint (VOTable checks); fpack/funpack (.fz convert)
   saods9                                       # DS9, to check converted files open in it
+  chromium                                     # headless browser, to check the night report
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

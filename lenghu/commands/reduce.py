@@ -20,7 +20,11 @@ what it does:
      OUT/catalogs/<raw>_<detector>.cat.fits with units on every column;
   5. coadd: dithered exposures of each field (OBJECT), filter and detector resampled onto a
      common TAN grid, inverse-variance weighted with outlier rejection, masks respected,
-     with weight and exposure maps, and a catalogue of each coadd: OUT/coadds/.
+     with weight and exposure maps, and a catalogue of each coadd: OUT/coadds/;
+  6. report: OUT/report/index.html, one self-contained page: frames and failures, master
+     quality, FWHM / sky / zeropoint against time and airmass, astrometric residuals,
+     thumbnails of every product, and the resources used (energy estimated from
+     [report] watts_per_core, 10 W by default).
   Missing calibrations (no darks, no flats) are skipped and named in each product's
   MISSCAL card, the registry and the summary. Products whose inputs and config are
   unchanged are skipped on a rerun; --force redoes them. Files appear only whole, so
@@ -74,7 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--refcat", type=Path,
                         help="reference catalogue (ra, dec, mag_<filter>) for astrometry and zeropoints "
                              "(default: refcat.fits in RAW_DIR or its parent, as `lenghu simulate night` writes)")
-    parser.add_argument("--stages", default="ingest,bias,dark,flat,science,measure,coadd",
+    parser.add_argument("--stages", default="ingest,bias,dark,flat,science,measure,coadd,report",
                         help="comma-separated stages to run (default: all)")
     parser.add_argument("--force", action="store_true", help="redo products even if up to date")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -99,3 +99,29 @@ def test_dithered_exposures_are_coadded_and_measured(measured_night, fitsverify)
     for path in (coadd["path"], catalog["path"]):
         errors, report = fitsverify(path)
         assert errors == 0, report
+
+
+def test_night_report_loads_in_headless_chromium(measured_night):
+    import re
+    import shutil
+    import subprocess
+
+    night, out, summary = measured_night
+    report = out / "report" / "index.html"
+    assert summary.report == str(report) and report.is_file()
+    text = report.read_text()
+    for heading in ("Frames", "Masters", "Seeing, sky and zeropoints", "Astrometry", "Calibrated images",
+                    "Coadds", "Resources", "Energy estimate"):
+        assert heading in text, heading
+    assert "src=\"http" not in text and "src='http" not in text, "the report must be self-contained"
+    browser = shutil.which("chromium")
+    assert browser, "chromium is installed by `make setup` (tools/ensure_system_packages.sh)"
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           "--v=0", "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    loaded = re.search(r'data-images="(\d+)/(\d+)"', proc.stdout)
+    assert loaded, "the page's load script did not run"
+    ok, total = map(int, loaded.groups())
+    assert total >= 8 and ok == total, f"{total - ok} of {total} images did not load"
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
