@@ -17,8 +17,11 @@ def print_summary(summary) -> None:
         kinds = sorted({k for missing in summary.missing.values() for k in missing})
         print(f"  missing calibrations: {', '.join(kinds)} ({len(summary.missing)} product(s) made without; "
               "see MISSCAL in their headers)")
-    for path, reason in sorted(summary.flagged.items()):
-        print(f"  FLAGGED {path}: {reason}")
+    flagged = sorted(summary.flagged.items())
+    if flagged:
+        print(f"  flagged (astrometry not fitted; header WCS kept): {len(flagged)} product(s), e.g.")
+        for path, reason in flagged[:3]:
+            print(f"    {Path(path).name}: {reason}")
     for path, reason in sorted(summary.failed_frames.items()):
         print(f"  FAILED frame {path}: {reason}")
     for path, reason in sorted(summary.failed_products.items()):
