@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lenghu.errors import LenghuError
+from lenghu.io.checksum import file_checksum  # noqa: F401  (re-exported for the pipeline)
 
 SCHEMA_VERSION = 1
 
@@ -76,15 +77,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def file_checksum(path: str | Path, chunk: int = 8 << 20) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def inputs_key(input_checksums: Iterable[str], config_hash: str, software: str) -> str:

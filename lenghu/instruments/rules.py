@@ -8,10 +8,11 @@ instrument descriptions do. The first rule that holds wins.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from lenghu.values import finite_float
 
 FRAME_TYPES = ("bias", "dark", "flat", "arc", "science")
 
@@ -54,10 +55,10 @@ class Condition:
             if isinstance(self.equals, str):
                 if str(value).strip().lower() != self.equals.strip().lower():
                     return False
-            elif _as_float(value) != float(self.equals):
+            elif finite_float(value) != float(self.equals):
                 return False
         if self.minimum is not None or self.maximum is not None:
-            number = _as_float(value)
+            number = finite_float(value)
             if number is None:
                 return False
             if self.minimum is not None and number < self.minimum:
@@ -140,17 +141,6 @@ class HeaderRules:
             if key in header and header[key] is not None and str(header[key]).strip() != "":
                 return key, header[key]
         return None
-
-
-def _as_float(value: Any) -> float | None:
-    """``float(value)`` or None if it is not a finite number."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def parse_rules(table: Mapping[str, Any]) -> HeaderRules:

@@ -16,6 +16,7 @@ import astropy.units as u
 from astropy.coordinates import Angle
 from astropy.time import Time
 
+from lenghu.values import finite_float
 from lenghu.errors import MissingKeywordError
 from lenghu.instruments.rules import HeaderRules
 
@@ -68,7 +69,7 @@ def observation_mjd(values: Mapping[str, Any], rules: HeaderRules, path: str) ->
     found = rules.first(values, rules.mjd_keys)
     if found is not None:
         key, value = found
-        number = _finite(value)
+        number = finite_float(value)
         if number is None:
             raise MissingKeywordError(path, f"{key} = {value!r} is not a Modified Julian Date")
         return number
@@ -100,18 +101,10 @@ def observation_mjd(values: Mapping[str, Any], rules: HeaderRules, path: str) ->
 
 def _clock(value: Any) -> str:
     """``'15:41:16'`` as is; a number of hours as ``hh:mm:ss.sss``."""
-    hours = _finite(value)
+    hours = finite_float(value)
     if hours is None or isinstance(value, str):
         return str(value).strip()
     seconds = hours * 3600.0
     return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{seconds % 60:06.3f}"
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import astropy.units as u
 
+from lenghu.values import finite_float
 from lenghu.errors import SectionError, ShapeError
 from lenghu.instruments.model import ELECTRON_PER_ADU, Amplifier, Detector, HeaderSections
 from lenghu.instruments.sections import Section, SectionSyntaxError
@@ -89,7 +90,7 @@ def header_detector(
 
     def number(key: str, lowest: float) -> float | None:
         for source in (values, primary):
-            value = _finite(source.get(key))
+            value = finite_float(source.get(key))
             if value is not None and value >= lowest:
                 return value
         return None
@@ -170,11 +171,3 @@ def _align_overscan(overscan: Section, data: Section) -> Section | None:
     return Section(data.y0, data.y1, overscan.x0, overscan.x1, overscan.flip_x, overscan.flip_y)
 
 
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

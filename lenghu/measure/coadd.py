@@ -124,6 +124,7 @@ from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import maximum_filter, median_filter, minimum_filter
 
 from lenghu import __version__
+from lenghu.io.checksum import file_checksum
 from lenghu.calib.masks import MASK_DTYPE, MaskBit
 from lenghu.errors import ConfigError, FrameError
 from lenghu.io.atomic import atomic_path
@@ -1109,15 +1110,6 @@ def coadd_images(images: Sequence[CoaddInput], config: CoaddConfig = CoaddConfig
 
 
 # ============================================================================ files
-def file_checksum(path: str | Path, chunk: int = 8 << 20) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_coadd_input(path: str | Path, checksum: bool = True) -> tuple[CoaddInput, fits.Header, fits.HDUList]:
     """Open a calibrated product memory-mapped; return the input, its primary header and the open file.
 
