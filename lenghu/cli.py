@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "lenghu.commands.convert",
     "lenghu.commands.samp",
     "lenghu.commands.demo",
+    "lenghu.commands.render",
+    "lenghu.commands.view",
 )
 
 DESCRIPTION = """\

@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   fitsverify source-extractor swarp            # peers and FITS validation
   libosmesa6 libgl1-mesa-dri libegl1 libegl-mesa0 libgl1   # headless OpenGL (Mesa)
-  xvfb xauth                                   # virtual display for Qt windows
+  xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1   # virtual display for Qt windows
   stilts libcfitsio-bin                        # votlint (VOTable checks); fpack/funpack (.fz convert)
   saods9                                       # DS9, to check converted files open in it
   chromium                                     # headless browser, to check the night report

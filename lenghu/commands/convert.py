@@ -17,6 +17,7 @@ extension (.fits .fz .zarr .h5/.hdf5 .parquet .vot .ecsv .csv).
                        (units and metadata kept)
   snapshots:           Gadget-2 binary, Gadget-3/4, AREPO, SWIFT, EAGLE, IllustrisTNG
                        -> Zarr or Gadget-4 HDF5, streamed chunk by chunk
+                       -> OUT.lod: a level-of-detail octree for `lenghu view/render`
 
 With a folder or glob as INPUT, OUTPUT is a folder: every file is converted
 in parallel (--workers threads) with a progress bar; files that fail are
@@ -29,6 +30,7 @@ examples:
   lenghu convert cube.fits cube.h5 --squeeze
   lenghu convert catalogue.fits catalogue.parquet
   lenghu convert snapdir_005/ snap_005.zarr
+  lenghu convert snapshot_000.hdf5 web.lod
   lenghu convert 'night/*.fits.gz' night_fz/ --to fz
 """
 
@@ -62,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from lenghu.convert.api import ConvertOptions, convert
     from lenghu.convert.batch import convert_many, expand_inputs, is_batch
 
+    if args.output.rstrip("/\\").lower().endswith(".lod"):  # an octree store for the viewer (lenghu.viewer.lod)
+        from lenghu.viewer.lod.command import convert_to_lod
+
+        return convert_to_lod(args)
     hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
     options = ConvertOptions(quantize=args.quantize, algorithm=args.algorithm, squeeze=args.squeeze, hdu=hdu,
                              files=args.files)
