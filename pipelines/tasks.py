@@ -19,7 +19,7 @@ from astropy.io import fits
 
 from lenghu.calib.assemble import assemble
 from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
-from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature, subtract_calibrations
+from lenghu.calib.isr import Calibrations, IsrConfig, calibrated_signal, remove_signature
 from lenghu.calib.masters import MasterConfig, finish_master
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
@@ -84,7 +84,7 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     for the master's variance (:func:`lenghu.calib.combine.model_variance`).
     """
     exposure, _, assembled = _assembled(path, spec, detector, isr)
-    sci, _, _, _ = subtract_calibrations(assembled, exposure.record.exptime, _load_masters(masters), isr.dtype)
+    sci = calibrated_signal(assembled, exposure.record.exptime, _load_masters(masters), isr.dtype)
     sci[assembled.no_data] = np.nan
     exptime = exposure.record.exptime
     if kind == "dark":
