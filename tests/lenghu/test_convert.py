@@ -32,7 +32,13 @@ EMMI = ("detection", "sep_emmi", "image.fits")
 KAST = ("ccd", "kast_blue", "b21.fits.gz")
 IMAGES = [WFPC2, CUBE, EMMI, KAST]
 
-needs_fpack = pytest.mark.skipif(shutil.which("fpack") is None, reason="fpack/funpack (libcfitsio-bin) not installed")
+# fpack/funpack (libcfitsio-bin) are installed by `make setup`; without them these tests fail, not skip.
+needs_fpack = pytest.mark.usefixtures("fpack_installed")
+
+
+@pytest.fixture
+def fpack_installed():
+    assert shutil.which("fpack") and shutil.which("funpack"), "run `make setup` (installs libcfitsio-bin)"
 
 
 def fits_units(data: bytes) -> list[tuple[bytes, bytes]]:
