@@ -22,13 +22,17 @@ def run(quick: bool) -> list[dict]:
         _measure([sys.executable, "-m", "lenghu", "simulate", "night", str(tmp / "night"), "--scale", scale,
                   "--detectors", "CCD5", "--biases", "10", "--darks", "0", "--flats", "10", "--science", "4",
                   "--no-truth-images", "--quiet"])
+        # the reduction stages of the issue (measure, coadd and report are benchmarked elsewhere)
         wall, peak, out = _measure([sys.executable, "-m", "lenghu", "reduce", str(tmp / "night" / "raw"), "--out",
-                                    str(tmp / "out"), "--workers", "2", "--quiet"])
-        ok = "calibrated images: 4" in out
+                                    str(tmp / "out"), "--workers", "2", "--quiet",
+                                    "--stages", "ingest,bias,dark,flat,science"])
+        ok = "calibrated images: 4," in out
+        if not ok:
+            print(out[-3000:])
     size = "9216x9232" if not quick else "2304x2308"
     return [
         {"figure": f"night of one WFST CCD {size}: 10 bias + 10 flat + 4 science, peak memory", "ours": peak / 1024,
          "unit": "GB", "target": "<= 6 GB", "met": ok and peak / 1024 <= 6,
-         "notes": "all products made" if ok else "NOT all products made"},
+         "notes": ("all products made" if ok else "NOT all products made") + "; stages ingest to science"},
         {"figure": f"night of one WFST CCD {size}: wall time (2 workers)", "ours": wall, "unit": "s"},
     ]
