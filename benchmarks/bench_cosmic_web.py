@@ -8,8 +8,7 @@ one file; output goes to a temporary folder on the local disk.
 from __future__ import annotations
 
 import json
-import os
-import platform
+
 import subprocess
 import sys
 import tempfile
@@ -33,23 +32,11 @@ print(json.dumps({
 # Targets: the outreach viewer's 10^8-particle web should be made in minutes on a
 # workstation, so 10^7 in well under a minute; memory about 24 bytes per particle
 # (three float32 displacement grids plus FFT work arrays) plus the interpreter.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import machine  # noqa: E402  (one description of the machine for every benchmark)
+
 TARGET_SECONDS = {10**6: 10.0, 10**7: 60.0}
 BYTES_PER_PARTICLE_TARGET = 40
-
-
-def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import psutil
-
-    return f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB"
-
 
 def _simulate(particles: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_cosmic_web_") as out:
@@ -58,12 +45,11 @@ def _simulate(particles: int) -> dict:
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
-
 def run(quick: bool) -> list[dict]:
     """Rows for BENCHMARKS.md: wall time, throughput and peak memory of one simulation."""
     requested = 10**6 if quick else 10**7
     result = _simulate(requested)
-    machine = _machine()
+    host = machine()
     n = result["particles"]
     label = f"cosmic web, {n:,} particles, 1 snapshot"
     peak_gib = result["peak_rss_bytes"] / 2**30
@@ -77,7 +63,7 @@ def run(quick: bool) -> list[dict]:
             "ratio": None,
             "target": f"< {TARGET_SECONDS[requested]:g} s",
             "met": result["seconds"] < TARGET_SECONDS[requested],
-            "machine": machine,
+            "machine": host,
         },
         {
             "figure": f"{label}: throughput",
@@ -86,7 +72,7 @@ def run(quick: bool) -> list[dict]:
             "peer": None,
             "ratio": None,
             "target": None,
-            "machine": machine,
+            "machine": host,
             "notes": f"{result['bytes_written'] / 2**20:.0f} MiB written",
         },
         {
@@ -97,10 +83,9 @@ def run(quick: bool) -> list[dict]:
             "ratio": None,
             "target": f"< {memory_target_gib:.2f} GiB ({BYTES_PER_PARTICLE_TARGET} B/particle + 0.3 GiB)",
             "met": peak_gib < memory_target_gib,
-            "machine": machine,
+            "machine": host,
         },
     ]
-
 
 if __name__ == "__main__":
     for row in run(quick="--quick" in sys.argv):

@@ -13,8 +13,7 @@ images) is reported in the notes. Output goes to a temporary folder.
 from __future__ import annotations
 
 import json
-import os
-import platform
+
 import subprocess
 import sys
 import tempfile
@@ -37,30 +36,17 @@ print(json.dumps({
 }))
 """
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import machine  # noqa: E402  (one description of the machine for every benchmark)
+
 TARGET_SECONDS = 10.0
 TARGET_BYTES = 2 * 2**30
-
-
-def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import psutil
-
-    return f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB"
-
 
 def _simulate(scale: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_simulate_") as out:
         proc = subprocess.run([sys.executable, "-c", CHILD, str(scale), out], capture_output=True, text=True,
                               check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 def run(quick: bool) -> list[dict]:
     """Rows for BENCHMARKS.md: exposure time and peak memory."""
@@ -69,7 +55,7 @@ def run(quick: bool) -> list[dict]:
     size = "1/4-size" if quick else "full-size"
     notes = (f"{got['stars']} stars, {got['cosmic_events']} cosmic rays, {got['bytes'] / 1e6:.0f} MB written; "
              f"night set-up {got['setup_seconds']:.1f} s")
-    machine = _machine()
+    host = machine()
     return [
         {
             "figure": f"simulate one {size} WFST CCD exposure",
@@ -80,7 +66,7 @@ def run(quick: bool) -> list[dict]:
             "target": "< 10 s, < 2 GB",
             "met": got["exposure_seconds"] < TARGET_SECONDS,
             "notes": notes,
-            "machine": machine,
+            "machine": host,
         },
         {
             "figure": f"simulate one {size} WFST CCD exposure: peak memory",
@@ -91,10 +77,9 @@ def run(quick: bool) -> list[dict]:
             "target": "< 2 GB",
             "met": got["peak_rss_bytes"] < TARGET_BYTES,
             "notes": "peak resident set of the whole process, truth images included",
-            "machine": machine,
+            "machine": host,
         },
     ]
-
 
 if __name__ == "__main__":
     for row in run(quick="--quick" in sys.argv):
