@@ -9,6 +9,7 @@ PACKAGES=(
   stilts libcfitsio-bin                        # votlint (VOTable checks); fpack/funpack (.fz convert)
   saods9                                       # DS9, to check converted files open in it
   chromium                                     # headless browser, to check the night report
+  fonts-wqy-microhei                           # a CJK font, for the kiosk's Chinese captions
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
