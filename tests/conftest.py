@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Records fault, fuzzing and security cases for docs/reliability.md (see tests/faults/reliability.py).
+pytest_plugins = ("tests.faults.reliability",)
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("LENGHU_REAL_DATA", REPO.parent / "shared" / "real_data"))
 
