@@ -229,3 +229,61 @@ def test_convert_command_makes_a_store(tmp_path):
     s = LodStore(out)
     assert s.count == 175_616 and s.length_unit == "Mpc/h" and "speed" in s.field_names()
     assert main(["convert", "sample_data/night", str(tmp_path / "x.lod")]) == 1
+
+
+BUDGET_CHILD = """
+import gc, json, sys, tracemalloc
+from pathlib import Path
+from lenghu.simulate.cosmic_web import CosmicWebConfig, simulate_cosmic_web
+from lenghu.viewer.lod import BuildOptions, LodStore, build_lod
+tmp = Path(sys.argv[1])
+(snap,) = simulate_cosmic_web(CosmicWebConfig(particles=10**6, seed=3), tmp / "web", progress=False)
+build_lod(snap, tmp / "warm.lod", BuildOptions(memory_budget=2**30))  # lazy imports, reader caches
+out = {}
+for budget in (24 * 2**20, 2**30):
+    gc.collect()
+    tracemalloc.start()
+    result = build_lod(snap, tmp / f"{budget}.lod", BuildOptions(memory_budget=budget))
+    out[budget] = {"peak": tracemalloc.get_traced_memory()[1], "buckets": result.buckets,
+                   "bucket_points": result.plan.bucket_points, "chunk_points": result.plan.chunk_points,
+                   "estimate": result.plan.estimated_bytes, "particles": result.particles,
+                   "subtree": int(LodStore(result.path).tree.subtree[0])}
+    tracemalloc.stop()
+print(json.dumps(out))
+"""
+
+
+def test_build_stays_inside_its_memory_budget(tmp_path):
+    """A 10^6-particle snapshot built with a 24 MiB budget: traced peak (reading included) under the budget.
+
+    The same input with a 1 GiB budget is one bucket and peaks far higher, so the small budget is what bounds
+    it (fresh interpreter, tracemalloc: numpy, h5py and dask buffers are counted).
+    """
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", BUDGET_CHILD, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = {int(k): v for k, v in json.loads(proc.stdout).items()}
+    small, large = runs[24 * 2**20], runs[2**30]
+    for run in (small, large):
+        assert run["subtree"] == run["particles"] > 900_000  # every particle is in the tree
+    assert small["estimate"] <= 24 * 2**20
+    assert small["bucket_points"] < small["particles"] / 4 and small["buckets"] >= 4, small
+    assert small["chunk_points"] < small["particles"] / 4, small
+    assert small["peak"] < 24 * 2**20, small
+    assert large["buckets"] == 1 and large["peak"] > 3 * small["peak"], (small, large)
+
+
+def test_plan_fits_any_budget():
+    for budget in (16 * 2**20, 100 * 2**20, 2**30, 8 * 2**30):
+        for values, ids in ((1, False), (2, False), (6, True)):
+            plan = BuildOptions(memory_budget=budget).plan(values, ids, input_bytes=40)
+            assert plan.estimated_bytes <= budget
+            assert plan.bucket_points <= BuildOptions().bucket_points and plan.chunk_points >= 1024
+    unbounded = BuildOptions(memory_budget=None).plan(2, False)
+    assert unbounded.bucket_points == BuildOptions().bucket_points
+    with pytest.raises(ValueError, match="memory_budget"):
+        BuildOptions(memory_budget=1000)

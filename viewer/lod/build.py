@@ -17,9 +17,13 @@ Three streaming steps (see :mod:`.format` for what is written):
    appended to the column files as soon as it is made; above the buckets the
    same merge makes the top of the tree from the bucket roots' samples.
 
-Peak memory is about one bucket (``bucket_points`` x record size x ~4 for
-sorting) plus one input chunk and the buffers, independent of N. The rate on
-2 cores is a few million particles per second (``benchmarks/bench_viewer.py``).
+Peak working memory is bounded by ``BuildOptions.memory_budget`` whatever N:
+:meth:`BuildOptions.plan` lowers the bucket, chunk and buffer sizes and the
+counting grid to fit it (a cost model per particle, checked against
+tracemalloc in ``tests/viewer/test_lod.py``). The bound holds unless one cell
+of the counting grid holds more than ``bucket_points`` particles (it becomes
+one larger bucket). The rate on 2 cores is a few million particles per second
+(``benchmarks/bench_viewer.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -82,6 +86,11 @@ class BuildOptions:
         Also store the particle ids (``ids.i64``; 8 more bytes a point).
     workers : int or None
         Threads building buckets (None: up to 2); the result does not depend on it.
+    memory_budget : int or None
+        Bytes of working memory the build may use: input chunks, bucket buffers and the buckets
+        being built (the interpreter, libraries and the page cache are not counted). ``bucket_points``,
+        ``chunk_points`` and ``flush_bytes`` are lowered to fit it (:meth:`plan`), whatever the number
+        of particles. None: use them as given.
     """
 
     node_points: int = 16384
@@ -94,6 +103,7 @@ class BuildOptions:
     seed: int = 0
     ids: bool = False
     workers: int | None = None
+    memory_budget: int | None = 1024 * 2**20
 
     def __post_init__(self):
         if self.node_points < 8:
@@ -102,6 +112,97 @@ class BuildOptions:
             raise ValueError("bucket_points must be >= node_points")
         if not 1 <= self.grid_level <= 9:
             raise ValueError("grid_level must be in 1..9")
+        if self.memory_budget is not None and self.memory_budget < MIN_BUDGET:
+            raise ValueError(f"memory_budget must be >= {MIN_BUDGET} bytes, got {self.memory_budget}")
+
+    def plan(self, values: int, ids: bool, input_bytes: int = 0) -> "BuildPlan":
+        """The sizes a build uses under :attr:`memory_budget`.
+
+        Parameters
+        ----------
+        values : int
+            float32 value columns stored per particle (fields, grid_density included).
+        ids : bool
+            Whether int64 ids are stored.
+        input_bytes : int
+            Bytes per particle of what the reader returns before conversion (0: as stored).
+        """
+        workers = max(1, self.workers or min(2, os.cpu_count() or 1))
+        record = 12 + 4 * values + (8 if ids else 0)
+        in_flight = workers + 1  # buckets being built or waiting to be written
+        bucket_points, chunk_points, flush_bytes = self.bucket_points, self.chunk_points, self.flush_bytes
+        grid_level = self.grid_level
+        per_chunk_point = chunk_cost(record, max(input_bytes, record))
+        if self.memory_budget is not None:
+            budget = self.memory_budget
+            # the counting grid (alive through steps 1 and 2) takes at most a quarter of the budget
+            while grid_level > 1 and GRID_CELL_BYTES * 8**grid_level > budget // 4:
+                grid_level -= 1
+            avail = budget - GRID_CELL_BYTES * 8**grid_level
+            # step 3: each bucket in flight costs bucket_cost(record) bytes a particle at its peak
+            bucket_points = min(bucket_points, max(self.node_points, avail // in_flight // bucket_cost(record)))
+            # step 2: a quarter buffers bucket records; the rest holds CHUNKS_IN_FLIGHT input chunks
+            flush_bytes = min(flush_bytes, avail // 4)
+            chunk_points = min(chunk_points, max(1024, (avail - flush_bytes) // (CHUNKS_IN_FLIGHT * per_chunk_point)))
+        estimate = GRID_CELL_BYTES * 8**grid_level + max(in_flight * bucket_points * bucket_cost(record),
+                                                         flush_bytes + CHUNKS_IN_FLIGHT * chunk_points * per_chunk_point)
+        return BuildPlan(bucket_points, chunk_points, flush_bytes, grid_level, workers, in_flight, record, estimate)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Sizes chosen for one build (:meth:`BuildOptions.plan`).
+
+    Attributes
+    ----------
+    bucket_points : int
+        Most particles of one bucket (loaded whole while its subtree is built).
+    chunk_points : int
+        Particles read from the input at a time.
+    flush_bytes : int
+        Bytes of bucket records buffered before they are appended to the bucket files.
+    grid_level : int
+        Levels of the counting grid (2^level cells per side).
+    workers : int
+        Threads building buckets.
+    buckets_in_flight : int
+        Buckets in memory at once (being built, or built and waiting to be written).
+    record_bytes : int
+        Bytes of one stored particle (position, values, id).
+    estimated_bytes : int
+        Modelled peak working memory, bytes (the larger of the two streaming steps).
+    """
+
+    bucket_points: int
+    chunk_points: int
+    flush_bytes: int
+    grid_level: int
+    workers: int
+    buckets_in_flight: int
+    record_bytes: int
+    estimated_bytes: int
+
+
+#: Smallest memory budget accepted (bytes).
+MIN_BUDGET = 16 * 2**20
+#: Bytes per cell of the counting grid: counts and one chunk's bincount (int64), bucket lookup (int32), pyramid.
+GRID_CELL_BYTES = 22
+#: Input chunks alive at once in step 2: one being read, one queued, one being bucketed.
+CHUNKS_IN_FLIGHT = 3
+
+
+def bucket_cost(record: int) -> int:
+    """Peak bytes per particle of a bucket being built (measured with tracemalloc, see tests/viewer/test_lod.py).
+
+    While sorting: the bucket as read and sorted (2 records), Morton codes sorted and not (16) and the
+    order (8); while building: the sorted bucket, the codes and the leaves' int32 orders (4 + 4).
+    """
+    return 2 * record + 40
+
+
+def chunk_cost(record: int, input_bytes: int) -> int:
+    """Bytes per particle of one input chunk in step 2: as read, cell indices, order, sorted records."""
+    return input_bytes + 2 * record + 12 + 4 + 8 + 8
 
 
 @dataclass
@@ -116,6 +217,7 @@ class BuildResult:
     buckets: int
     seconds: float
     fields: list[str] = field(default_factory=list)
+    plan: "BuildPlan | None" = None
 
     @property
     def rate(self) -> float:
@@ -135,6 +237,8 @@ class _Input:
     redshift: float | None = None
     length_unit: str = ""
     source: dict[str, Any] = {}
+    #: bytes per particle of what the reader returns (before conversion to float32 records)
+    input_bytes: int = 0
 
     def chunks(self, chunk_points: int, with_fields: bool = True) -> Iterator[tuple]:
         raise NotImplementedError
@@ -196,6 +300,14 @@ class _SnapshotInput(_Input):
         self.time, self.redshift = snap.time, snap.redshift
         self.length_unit = _length_unit_name(snap.units.length_cm, snap.comoving, snap.hubble_param)
         self.source = {"paths": list(snap.source_paths), "format": snap.source_format}
+        ps = sets[0]
+        self.input_bytes = 3 * ps.positions.dtype.itemsize + sum(ps.fields[name].data.dtype.itemsize for name in names)
+        if "speed" in self.derived:
+            self.input_bytes += 3 * ps.velocities.dtype.itemsize
+        if "mass" in self.derived:
+            self.input_bytes += ps.fields["masses"].data.dtype.itemsize
+        if self.has_ids:
+            self.input_bytes += 8
 
     def chunks(self, chunk_points, with_fields=True):
         import dask
@@ -286,6 +398,14 @@ def morton(q: np.ndarray) -> np.ndarray:
     return (_part1by2(q[:, 0]) << np.uint64(2)) | (_part1by2(q[:, 1]) << np.uint64(1)) | _part1by2(q[:, 2])
 
 
+def _morton_codes(pos: np.ndarray, lo: np.ndarray, size: float, n: int, piece: int = 2**20) -> np.ndarray:
+    """Morton codes of positions on an n^3 grid, computed ``piece`` rows at a time (bounded temporaries)."""
+    codes = np.empty(len(pos), dtype=np.uint64)
+    for a in range(0, len(pos), piece):
+        codes[a:a + piece] = morton(_cells(pos[a:a + piece], lo, size, n))
+    return codes
+
+
 def _cells(pos: np.ndarray, lo: np.ndarray, size: float, n: int) -> np.ndarray:
     """Integer cell coordinates (m, 3) of positions on an n^3 grid over the cube lo .. lo + size."""
     q = ((pos - np.asarray(lo, dtype=pos.dtype)) * pos.dtype.type(n / size)).astype(np.int32)  # >= 0: floor
@@ -364,21 +484,22 @@ class _Builder:
         #: (value column, grid level, mean particles per cell) of the derived grid_density field
         self.density = density
 
-    def _new_node(self, level, lo, size, pts: _Pts, oct_start, subtree, children) -> int:
+    def _new_node(self, level, lo, size, pts: _Pts, oct_start, subtree, children, order=None) -> int:
+        """Record a node holding ``pts`` (in the row order ``order`` when given: taken only when written)."""
         meta = {"level": level, "lo": lo, "size": size, "offset": -1, "count": len(pts), "subtree": subtree,
                 "oct_start": oct_start, "children": children}
         if self.columns is None:  # a bucket built in a worker thread: written later by commit()
-            self.pending.append(pts)
+            self.pending.append((pts, order))
         else:
-            meta["offset"] = self.columns.append(pts)
+            meta["offset"] = self.columns.append(pts if order is None else pts.take(order))
         self.nodes.append(meta)
         return len(self.nodes) - 1
 
     def commit(self, sub: "_Builder") -> int:
         """Write the nodes a deferred builder made (in its order); returns the id its node 0 gets here."""
         base = len(self.nodes)
-        for pts, meta in zip(sub.pending, sub.nodes):
-            meta["offset"] = self.columns.append(pts)
+        for (pts, order), meta in zip(sub.pending, sub.nodes):
+            meta["offset"] = self.columns.append(pts if order is None else pts.take(order))
             meta["children"] = [c + base if c >= 0 else -1 for c in meta["children"]]
             self.nodes.append(meta)
         sub.pending.clear()
@@ -389,7 +510,7 @@ class _Builder:
         n = int(starts[-1])
         octant = np.repeat(np.arange(8, dtype=np.int8), np.diff(starts))
         perm = self.rng.permutation(n)
-        return perm[np.argsort(octant[perm], kind="stable")]
+        return perm[np.argsort(octant[perm], kind="stable")].astype(np.int32)  # buckets hold < 2^31 points
 
     def merge(self, level, lo, size, kids: list) -> tuple:
         """An inner node from its children ``(node, points, random order, subtree)`` per octant (None: empty).
@@ -407,13 +528,19 @@ class _Builder:
         node = self._new_node(level, lo, size, pts, starts, total, children)
         return node, pts, self.rng.permutation(len(pts)), total
 
-    def subtree(self, pts: "_Pts", level: int, lo: np.ndarray, size: float) -> tuple:
-        """Build the octree of the bucket's points (all inside the cube lo .. lo + size at ``level``)."""
+    def subtree(self, holder: list, level: int, lo: np.ndarray, size: float) -> tuple:
+        """Build the octree of a bucket's points (all inside the cube lo .. lo + size at ``level``).
+
+        ``holder`` is a one-item list with the bucket's ``_Pts``: it is emptied, so that the unsorted
+        points are freed as soon as the sorted copy exists (the caller keeps no reference).
+        """
         depth = BUCKET_DEPTH
-        codes = morton(_cells(pts.pos, lo, size, 1 << depth))
+        pts = holder.pop()
+        codes = _morton_codes(pts.pos, lo, size, 1 << depth)
         order = np.argsort(codes, kind="stable")
         codes = codes[order]
         pts = pts.take(order)
+        del order
         if self.density is not None:
             column, dens_level, mean = self.density
             rel = dens_level - level
@@ -438,9 +565,11 @@ class _Builder:
         else:
             starts = np.array([0] + [n] * 8, dtype=np.int64)
         if n <= self.opt.node_points or d >= depth:
-            pts = pts.take(self._block_order(starts))
-            node = self._new_node(level, lo, size, pts, starts, n, [-1] * 8)
-            return node, pts, self.rng.permutation(n), n
+            # a leaf: rows shuffled within octant blocks; the rows are taken when the node is written, and
+            # the parent's samples are taken through the same order (no copy of the leaf is kept)
+            block = self._block_order(starts)
+            node = self._new_node(level, lo, size, pts, starts, n, [-1] * 8, order=block)
+            return node, pts, block[self.rng.permutation(n)], n
         half = size / 2.0
         kids = []
         for o in range(8):
@@ -477,6 +606,12 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
     inp = _open_input(source, opt)
     if inp.count == 0:
         raise ValueError(f"{source}: no particles")
+    n_fields = len(inp.fields) + int(
+        (opt.fields is None or GRID_DENSITY in opt.fields) and GRID_DENSITY not in inp.fields)
+    plan = opt.plan(n_fields, inp.has_ids, inp.input_bytes)
+    if isinstance(inp, _SnapshotInput) and plan.chunk_points != opt.chunk_points:
+        # the reader's chunks follow chunk_points (whole chunks per read): reopen with the planned size
+        inp = _open_input(source, replace(opt, chunk_points=plan.chunk_points))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
     try:
@@ -488,20 +623,20 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
         box = np.asarray(inp.box_size, dtype=np.float64)
         if np.all(box > 0):
             lo, hi = np.zeros(3), box.copy()
-            for pos, _, _ in inp.chunks(opt.chunk_points, with_fields=False):
+            for pos, _, _ in inp.chunks(plan.chunk_points, with_fields=False):
                 lo = np.minimum(lo, pos.min(axis=0))
                 hi = np.maximum(hi, pos.max(axis=0))
                 break  # a periodic box holds everything; one chunk checks the units agree
         else:
             lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-            for pos, _, _ in _prefetch(inp.chunks(opt.chunk_points, with_fields=False)):
+            for pos, _, _ in _prefetch(inp.chunks(plan.chunk_points, with_fields=False)):
                 lo = np.minimum(lo, pos.min(axis=0))
                 hi = np.maximum(hi, pos.max(axis=0))
         size = float(np.max(hi - lo)) or 1.0
         size *= 1.0 + 1e-6
-        g = 1 << opt.grid_level
+        g = 1 << plan.grid_level
         counts = np.zeros(g**3, dtype=np.int64)
-        for pos, _, _ in _prefetch(inp.chunks(opt.chunk_points, with_fields=False)):
+        for pos, _, _ in _prefetch(inp.chunks(plan.chunk_points, with_fields=False)):
             q = _cells(pos, lo, size, g)
             counts += np.bincount((q[:, 0] * g + q[:, 1]) * g + q[:, 2], minlength=g**3)
         say("count", 1.0)
@@ -520,8 +655,8 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
             c = int(pyramid[level][ix, iy, iz])
             if c == 0:
                 return
-            if c <= opt.bucket_points or level == opt.grid_level:
-                s = 1 << (opt.grid_level - level)
+            if c <= plan.bucket_points or level == plan.grid_level:
+                s = 1 << (plan.grid_level - level)
                 lookup[ix * s:(ix + 1) * s, iy * s:(iy + 1) * s, iz * s:(iz + 1) * s] = len(buckets)
                 buckets.append((level, (ix, iy, iz)))
                 return
@@ -557,7 +692,7 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
             buffered = 0
 
         done = 0
-        for pos, vals, ids in _prefetch(inp.chunks(opt.chunk_points)):
+        for pos, vals, ids in _prefetch(inp.chunks(plan.chunk_points)):
             q = _cells(pos, lo, size, g)
             flat = (q[:, 0] * g + q[:, 1]) * g + q[:, 2]
             bucket = flat_lookup[flat]
@@ -574,7 +709,7 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
                 buffers.setdefault(int(bucket[a]), []).append(
                     (spos[a:b], sval[a:b], None if sids is None else sids[a:b]))
             buffered += spos.nbytes + sval.nbytes + (0 if sids is None else sids.nbytes)
-            if buffered > opt.flush_bytes:
+            if buffered > plan.flush_bytes:
                 flush()
             done += len(pos)
             say("bucket", done / inp.count)
@@ -595,11 +730,11 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
                 cols.append(np.fromfile(path, dtype=dtype) if path.exists() else None)
                 path.unlink(missing_ok=True)
             pos = cols[0].reshape(-1, 3)
-            pts = _Pts(pos, np.ascontiguousarray(cols[1].reshape(len(pos), n_val).T), cols[2])
-            del cols
+            holder = [_Pts(pos, np.ascontiguousarray(cols[1].reshape(len(pos), n_val).T), cols[2])]
+            del cols, pos
             sub = _Builder(opt, None, np.random.default_rng([opt.seed, b]), density)
             cell_size = size / (1 << level)
-            result = sub.subtree(pts, level, lo + cell_size * np.array([ix, iy, iz], dtype=np.float64), cell_size)
+            result = sub.subtree(holder, level, lo + cell_size * np.array([ix, iy, iz], dtype=np.float64), cell_size)
             return sub, result
 
         # Buckets are met by walk() in the order assign() listed them: build them ahead, a few at a time
@@ -607,13 +742,13 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        workers = max(1, opt.workers or min(2, os.cpu_count() or 1))
+        workers = plan.workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="lenghu-lod-build")
         queued: deque = deque()
         next_bucket = [0]
 
         def fill():
-            while next_bucket[0] < len(buckets) and len(queued) < workers + 1:
+            while next_bucket[0] < len(buckets) and len(queued) < plan.buckets_in_flight:
                 queued.append(pool.submit(build_bucket, next_bucket[0]))
                 next_bucket[0] += 1
 
@@ -629,7 +764,7 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
                 built[0] += 1
                 say("build", built[0] / len(buckets))
                 return node + base, pts, perm, count
-            if level >= opt.grid_level:
+            if level >= plan.grid_level:
                 return None
             kids = []
             for o in range(8):
@@ -658,7 +793,7 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BuildResult(out, inp.count, int(meta["points"]), len(table), int(table["level"].max()) + 1,
-                       len(buckets), time.perf_counter() - start, fields)
+                       len(buckets), time.perf_counter() - start, fields, plan)
 
 
 def _breadth_first(nodes: list[dict], root: int) -> np.ndarray:
