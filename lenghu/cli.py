@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "lenghu.commands.demo",
     "lenghu.commands.render",
     "lenghu.commands.view",
+    "lenghu.commands.kiosk",
 )
 
 DESCRIPTION = """\
