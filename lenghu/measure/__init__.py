@@ -163,14 +163,14 @@ def measure_image(sci: np.ndarray, var: np.ndarray | None = None, mask: np.ndarr
         mask = np.where(no_data, base | MASK_DTYPE(MaskBit.NO_DATA), base)
     del no_data
 
-    background = estimate_background(image, mask, config.background)
+    background = estimate_background(image, mask, config.background, finite=True)  # no_data set to 0 above
     background.subtract_from(image)
     image = repair_masked_pixels(image, mask, config.photometry.repair_bits, config.photometry.repair_box,
                                  inplace=True)
     detection_config = config.detection
     if config.photometry.mask_neighbours and not detection_config.segmentation:
         detection_config = replace(detection_config, segmentation=True)  # the photometry masks neighbours
-    detections = detect_sources(image, background, mask, detection_config)
+    detections = detect_sources(image, background, mask, detection_config, finite=True)
     photometry = measure_photometry(image, detections, background, var=var, mask=mask, config=config.photometry)
     return build_catalog(detections, photometry, background, wcs=wcs, zeropoint=zeropoint,
                          zeropoint_err=zeropoint_err, meta=meta)

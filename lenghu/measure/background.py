@@ -131,7 +131,8 @@ def as_sep_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
-def pixel_mask(mask: np.ndarray | None, bits: int, image: np.ndarray) -> np.ndarray | None:
+def pixel_mask(mask: np.ndarray | None, bits: int, image: np.ndarray,
+               finite: bool = False) -> np.ndarray | None:
     """Boolean array of pixels to leave out: ``mask & bits`` set, or ``image`` not finite.
 
     Returns None when no pixel is left out, so sep skips its mask handling.
@@ -144,8 +145,12 @@ def pixel_mask(mask: np.ndarray | None, bits: int, image: np.ndarray) -> np.ndar
         Bits that exclude a pixel.
     image : ndarray
         The image the mask goes with (its non-finite pixels are always excluded).
+    finite : bool
+        The caller knows every pixel of ``image`` is finite (as
+        :func:`lenghu.measure.measure_image` makes them): the full-frame
+        check is skipped.
     """
-    excluded = non_finite(image)
+    excluded = None if finite else non_finite(image)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != image.shape:
@@ -172,7 +177,7 @@ def non_finite(image: np.ndarray) -> np.ndarray | None:
 
 
 def estimate_background(sci: np.ndarray, mask: np.ndarray | None = None,
-                        config: BackgroundConfig = BackgroundConfig()) -> Background:
+                        config: BackgroundConfig = BackgroundConfig(), finite: bool = False) -> Background:
     """Background and RMS maps of ``sci``.
 
     Parameters
@@ -183,6 +188,8 @@ def estimate_background(sci: np.ndarray, mask: np.ndarray | None = None,
         MASK plane; pixels with any of ``config.mask_bits`` are left out.
     config : BackgroundConfig
         Box and filter sizes.
+    finite : bool
+        Every pixel of ``sci`` is known to be finite: skip the full-frame check.
 
     Returns
     -------
@@ -201,8 +208,8 @@ def estimate_background(sci: np.ndarray, mask: np.ndarray | None = None,
     import sep
 
     data = as_sep_image(sci)
-    excluded = pixel_mask(mask, config.mask_bits, data)
-    bad = non_finite(data) if excluded is not None else None
+    excluded = pixel_mask(mask, config.mask_bits, data, finite=finite)
+    bad = non_finite(data) if excluded is not None and not finite else None
     if bad is not None:
         data = np.where(bad, np.float32(0.0), data)  # masked, but sep must not see NaN
     grid = sep.Background(data, mask=excluded, bw=config.box_width, bh=config.box_height,

@@ -223,7 +223,7 @@ class Detections:
 
 
 def detect_sources(image: np.ndarray, background: Background, mask: np.ndarray | None = None,
-                   config: DetectionConfig = DetectionConfig()) -> Detections:
+                   config: DetectionConfig = DetectionConfig(), finite: bool = False) -> Detections:
     """Find and deblend the sources of a background-subtracted image.
 
     Parameters
@@ -237,6 +237,8 @@ def detect_sources(image: np.ndarray, background: Background, mask: np.ndarray |
     mask : ndarray of int, optional
         MASK plane; pixels with any of ``config.mask_bits`` are excluded.
     config : DetectionConfig
+    finite : bool
+        Every pixel of ``image`` is known to be finite: skip the full-frame check.
 
     Returns
     -------
@@ -253,7 +255,7 @@ def detect_sources(image: np.ndarray, background: Background, mask: np.ndarray |
 
     if image.shape != background.shape:
         raise ValueError(f"image shape {image.shape} differs from the background's {background.shape}")
-    excluded = pixel_mask(mask, config.mask_bits, image)
+    excluded = pixel_mask(mask, config.mask_bits, image, finite=finite)
     if sep.get_extract_pixstack() < config.pixel_stack:
         sep.set_extract_pixstack(int(config.pixel_stack))
     if sep.get_sub_object_limit() < config.sub_object_limit:
