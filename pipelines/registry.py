@@ -12,9 +12,11 @@ single-writer model is enough; WAL mode lets readers (a report, a second
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -49,6 +51,30 @@ CREATE TABLE IF NOT EXISTS products (
 
 class RegistryError(LenghuError):
     """The registry file is damaged or from an incompatible version."""
+
+
+class RegistryWriteError(RegistryError):
+    """The registry could not be written (a full disk, a read-only folder)."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    """True when SQLite's (or the OS's) error means the device is out of space."""
+    return ("full" in str(exc).lower() or getattr(exc, "errno", None) == errno.ENOSPC
+            or getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13))
+
+
+def _write_error(path: Path, exc: BaseException) -> RegistryWriteError:
+    """A clear error naming the folder (and its free space when the disk is full)."""
+    folder = path.parent
+    if _is_full(exc):
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        return RegistryWriteError(f"{folder}: no space left on the device holding the output folder ({free}; "
+                                  f"SQLite: {exc}); free some space and run again: finished products are kept "
+                                  "and the run resumes")
+    return RegistryWriteError(f"{path}: cannot write the registry ({exc}); check that {folder} is writable")
 
 
 @dataclass(frozen=True)
@@ -94,22 +120,45 @@ class Registry:
 
     FILENAME = "registry.sqlite"
 
-    def __init__(self, out: str | Path):
-        self.path = Path(out) / self.FILENAME
+    def __init__(self, out: str | Path, filename: str = FILENAME):
+        self.path = Path(out) / filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
             self._check_version()
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc) or "readonly" in str(exc) or "unable to open" in str(exc):
+                raise _write_error(self.path, exc) from exc
+            raise self._damaged(exc) from exc
         except sqlite3.DatabaseError as exc:
-            raise RegistryError(f"{self.path}: not a usable registry ({exc}); "
-                                f"run `lenghu registry rebuild {self.path.parent}`") from exc
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: BaseException) -> RegistryError:
+        return RegistryError(f"{self.path}: not a usable registry ({exc}); products are intact: "
+                             f"run `lenghu registry rebuild {self.path.parent}` to recover it from them")
+
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """Execute one writing statement; a full disk or a damaged file becomes a typed error."""
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            raise _write_error(self.path, exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+
+    def _read(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
+        """Execute one query; a damaged file becomes a typed error."""
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
 
     def _check_version(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        row = self._read("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._write("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
             raise RegistryError(f"{self.path}: schema version {row[0]}, this lenghu writes {SCHEMA_VERSION}")
 
@@ -126,7 +175,7 @@ class Registry:
     # runs -----------------------------------------------------------------
     def start_run(self, command: str, config_hash: str, software: str, scheduler: str, workers: int) -> int:
         """Record a run's start; return its id."""
-        cur = self._db.execute(
+        cur = self._write(
             "INSERT INTO runs (started, command, config_hash, software, scheduler, workers, status) "
             "VALUES (?, ?, ?, ?, ?, ?, 'running')",
             (time.time(), command, config_hash, software, scheduler, workers),
@@ -135,7 +184,7 @@ class Registry:
 
     def end_run(self, run_id: int, status: str, resources: dict[str, float], summary: dict[str, Any]) -> None:
         """Record a run's end, the resources it used and its summary."""
-        self._db.execute(
+        self._write(
             "UPDATE runs SET ended=?, status=?, wall_s=?, cpu_core_hours=?, peak_memory_mb=?, summary=? WHERE id=?",
             (time.time(), status, resources.get("wall_s"), resources.get("cpu_core_hours"),
              resources.get("peak_memory_mb"), json.dumps(summary, default=str), run_id),
@@ -143,7 +192,7 @@ class Registry:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run, oldest first."""
-        cur = self._db.execute("SELECT * FROM runs ORDER BY id")
+        cur = self._read("SELECT * FROM runs ORDER BY id")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -153,7 +202,7 @@ class Registry:
                      error: str | None, run_id: int) -> None:
         """Insert or replace one input frame's row."""
         rec = record or {}
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (path, checksum, size, mtime, instrument, rec.get("frame_type"), rec.get("filter"),
              rec.get("exptime"), rec.get("mjd"), rec.get("object"), json.dumps(rec.get("detectors", [])),
@@ -162,12 +211,12 @@ class Registry:
 
     def mark_frame_failed(self, path: str, error: str, run_id: int) -> None:
         """Mark a frame that ingest accepted but a later stage could not use."""
-        self._db.execute("UPDATE frames SET status='failed', error=?, run_id=? WHERE path=?", (error, run_id, path))
+        self._write("UPDATE frames SET status='failed', error=?, run_id=? WHERE path=?", (error, run_id, path))
 
     def frames(self, status: str | None = None) -> list[FrameRow]:
         """Input frames, optionally only those with ``status``."""
         query = "SELECT path, checksum, frame_type, filter, exptime, mjd, detectors, status, error FROM frames"
-        rows = self._db.execute(query + (" WHERE status=?" if status else "") + " ORDER BY path",
+        rows = self._read(query + (" WHERE status=?" if status else "") + " ORDER BY path",
                                 (status,) if status else ()).fetchall()
         return [FrameRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6] or "[]")), r[7], r[8])
                 for r in rows]
@@ -186,7 +235,7 @@ class Registry:
                        quality: dict[str, Any] | None = None, status: str = "ok",
                        error: str | None = None, run_id: int | None = None) -> None:
         """Insert or replace one product's row."""
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO products VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (path, kind, detector, filter, exposure, checksum, key, json.dumps(inputs), config_hash,
              json.dumps(list(missing)), json.dumps(_finite(quality or {})), status, error, run_id,
@@ -203,7 +252,7 @@ class Registry:
             clauses.append("status=?")
             args.append(status)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        cur = self._db.execute("SELECT * FROM products" + where + " ORDER BY path", args)
+        cur = self._read("SELECT * FROM products" + where + " ORDER BY path", args)
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
@@ -215,11 +264,11 @@ class Registry:
 
     def update_checksum(self, path: str, checksum: str) -> None:
         """Record that a product file was rewritten in place (e.g. a fitted WCS added)."""
-        self._db.execute("UPDATE products SET checksum=? WHERE path=?", (checksum, path))
+        self._write("UPDATE products SET checksum=? WHERE path=?", (checksum, path))
 
     def product_is_current(self, path: str | Path, key: str) -> bool:
         """True if ``path`` exists, is the file the registry recorded, and was made from ``key``."""
-        row = self._db.execute("SELECT checksum, inputs_key, status FROM products WHERE path=?",
+        row = self._read("SELECT checksum, inputs_key, status FROM products WHERE path=?",
                                (str(path),)).fetchone()
         if row is None or row[2] != "ok" or row[1] != key or not Path(path).is_file():
             return False

@@ -113,13 +113,18 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout
         time.sleep(0.02)
 
 
-def reduce_cli(raw: Path, out: Path, *extra: str, env: dict[str, str] | None = None,
-               stages=STAGES) -> subprocess.Popen:
+def reduce_args(raw: Path, out: Path, *extra: str, stages=STAGES) -> list[str]:
+    """The command line of ``lenghu reduce RAW --out OUT --quiet``."""
+    return [sys.executable, "-m", "lenghu", "reduce", str(raw), "--out", str(out), "--quiet",
+            "--stages", ",".join(stages), *extra]
+
+
+def reduce_cli(raw: Path, out: Path, *extra: str, env: dict[str, str] | None = None, stages=STAGES,
+               **popen) -> subprocess.Popen:
     """``lenghu reduce RAW --out OUT --quiet`` as a child process."""
-    return subprocess.Popen([sys.executable, "-m", "lenghu", "reduce", str(raw), "--out", str(out), "--quiet",
-                             "--stages", ",".join(stages), *extra],
+    return subprocess.Popen(reduce_args(raw, out, *extra, stages=stages),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **(env or {})))
+                            env=dict(os.environ, **(env or {})), **popen)
 
 
 class DaskProcesses:
