@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from astropy.io import fits
 
-from lenghu.calib.assemble import assemble
+import bottleneck as bn
+
+from lenghu.calib.assemble import StripAssembler
 from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
-from lenghu.calib.isr import Calibrations, IsrConfig, calibrated_signal, remove_signature
+from lenghu.calib.isr import Calibrations, IsrConfig, calibrated_signal, remove_signature_by_strips
 from lenghu.calib.masters import MasterConfig, finish_master
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
-from lenghu.io.atomic import atomic_path
-from lenghu.io.products import ProvenanceEntry, copy_cards, read_master, write_image_product, write_master
-from lenghu.io.raw import instrument_for, read_raw, read_record
+from lenghu.io.products import MasterFile, ProvenanceEntry, copy_cards, stream_image_product, write_master
+from lenghu.io.raw import instrument_for, open_raw_detector, read_record
 from lenghu.pipelines.registry import file_checksum
 
 # Primary-header cards carried from the raw file into every product.
@@ -35,6 +37,9 @@ CARRIED_CARDS = ("TELESCOP", "INSTRUME", "OBSERVAT", "DATE-OBS", "MJD-OBS", "EXP
 
 # A frame with more unusable pixels than this is rejected rather than calibrated.
 MAX_NO_DATA_FRACTION = 0.5
+
+#: Target size of one float32 plane of a signature-removal strip, MB (see :func:`strip_rows_for`).
+STRIP_MEGABYTES = 16.0
 
 
 def resolve_instrument(path: str, spec: str) -> Instrument:
@@ -59,18 +64,39 @@ def inspect_frame(path: str, spec: str) -> dict[str, Any]:
 
 
 def _assembled(path: str, spec: str, detector: str, isr: IsrConfig):
+    """The raw detector opened for reading by rows, and its assembler (overscan read, nothing else)."""
     instrument = resolve_instrument(path, spec)
-    exposure = read_raw(path, instrument, detectors=[detector])
-    frame = exposure.frames[0]
-    assembled = assemble(frame.amplifiers, frame.detector, isr.overscan, dtype=isr.dtype, source=path)
-    bad = float(assembled.no_data.mean())
-    if bad > MAX_NO_DATA_FRACTION:
-        raise FrameError(path, f"detector {detector}: {bad:.0%} of the pixels are not finite (NaN or Inf)")
-    return exposure, frame, assembled
+    reader = open_raw_detector(path, instrument, detector)
+    assembler = StripAssembler(reader.rows, reader.detector, isr.overscan, dtype=isr.dtype, source=path)
+    return reader, assembler
+
+
+class _NoDataCounter:
+    """Counts unusable pixels strip by strip; the frame is rejected past :data:`MAX_NO_DATA_FRACTION`."""
+
+    def __init__(self, path: str, detector: str, shape: tuple[int, int]):
+        self.path, self.detector, self.total, self.bad = path, detector, shape[0] * shape[1], 0
+
+    def add(self, no_data: np.ndarray) -> None:
+        self.bad += int(no_data.sum())
+        if self.bad > MAX_NO_DATA_FRACTION * self.total:
+            raise FrameError(self.path, f"detector {self.detector}: more than {MAX_NO_DATA_FRACTION:.0%} of the "
+                                        "pixels are not finite (NaN or Inf)")
 
 
 def _load_masters(paths: Mapping[str, str | None]) -> Calibrations:
-    return Calibrations(**{kind: read_master(p, kind) if p else None for kind, p in paths.items()})
+    """The masters as files read by rows (:class:`~lenghu.io.products.MasterFile`)."""
+    return Calibrations(**{kind: MasterFile(p, kind) if p else None for kind, p in paths.items()})
+
+
+def strip_rows_for(width: int, megabytes: float = STRIP_MEGABYTES) -> int:
+    """Rows per strip of signature removal: about ``megabytes`` of float32 per plane.
+
+    The peak of a strip is about 25 float32 planes of it (the assembled
+    strip, the masters' rows, SCI/VAR/MASK and astroscrappy's work arrays),
+    so 16 MB strips keep a task near 0.5 GB on any CCD (see docs/reduce.md).
+    """
+    return max(64, int(megabytes * 2**20 // (4 * width)))
 
 
 def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters: Mapping[str, str | None],
@@ -82,30 +108,66 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     (1 / exposure time for darks, 1 / median for flats, 1 for biases). The
     frame's read-noise variance goes next to the scratch (``*.readvar.npy``)
     for the master's variance (:func:`lenghu.calib.combine.model_variance`).
+    The frame is processed strip by strip and the strips appended to the
+    scratch file, so memory does not grow with the frame.
     """
-    exposure, _, assembled = _assembled(path, spec, detector, isr)
-    sci = calibrated_signal(assembled, exposure.record.exptime, _load_masters(masters), isr.dtype)
-    sci[assembled.no_data] = np.nan
-    exptime = exposure.record.exptime
+    reader, assembler = _assembled(path, spec, detector, isr)
+    exptime = reader.record.exptime
+    if kind == "dark" and exptime <= 0:
+        raise FrameError(path, "a dark frame with zero exposure time cannot be scaled to e-/s")
+    cals = _load_masters(masters)
+    shape = assembler.shape
+    rows = strip_rows_for(shape[1])
+    bad = _NoDataCounter(path, detector, shape)
+    # Scratch files are written in place, without fsync: they are not products, a rerun of this
+    # task rewrites them whole, and combine tasks start only after this task has returned.
+    Path(scratch).parent.mkdir(parents=True, exist_ok=True)
+    read_variance = str(Path(scratch).with_suffix(".readvar.npy"))
+    with _NpyWriter(scratch, shape, isr.dtype) as sci_out, _NpyWriter(read_variance, shape, np.float32) as rv_out:
+        for y0 in range(0, shape[0], rows):
+            y1 = min(shape[0], y0 + rows)
+            assembled = assembler.rows(y0, y1)
+            bad.add(assembled.no_data)
+            sci = calibrated_signal(assembled, exptime, cals.rows(y0, y1), isr.dtype)
+            sci[assembled.no_data] = np.nan
+            sci_out.write(sci)
+            rv_out.write(assembled.read_variance)
     if kind == "dark":
-        if exptime <= 0:
-            raise FrameError(path, "a dark frame with zero exposure time cannot be scaled to e-/s")
         scale = 1.0 / exptime
     elif kind == "flat":
-        level = float(np.nanmedian(sci))
+        level = float(bn.nanmedian(np.load(scratch, mmap_mode="r")))
         if not np.isfinite(level) or level <= 0:
             raise FrameError(path, f"flat frame has median level {level:.1f} e-; not a usable flat")
         scale = 1.0 / level
     else:
         scale = 1.0
-    # Scratch files are written in place, without fsync: they are not products, a rerun of this
-    # task rewrites them whole, and combine tasks start only after this task has returned.
-    Path(scratch).parent.mkdir(parents=True, exist_ok=True)
-    np.save(scratch, sci)
-    read_variance = str(Path(scratch).with_suffix(".readvar.npy"))
-    np.save(read_variance, assembled.read_variance)
     return {"path": path, "scratch": scratch, "read_variance": read_variance, "exptime": exptime, "scale": scale,
-            "shape": sci.shape, "dtype": str(sci.dtype)}
+            "shape": shape, "dtype": np.dtype(isr.dtype).name}
+
+
+class _NpyWriter:
+    """A .npy file of known shape written by consecutive row blocks (no memory map kept)."""
+
+    def __init__(self, path: str, shape: tuple[int, int], dtype):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self._row = 0
+
+    def __enter__(self):
+        self._handle = open(self.path, "wb")
+        np.lib.format.write_array_header_1_0(self._handle, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                            "fortran_order": False, "shape": self.shape})
+        return self
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        self._handle.write(rows.tobytes())
+        self._row += rows.shape[0]
+
+    def __exit__(self, exc_type, exc, tb):
+        self._handle.close()
+        if exc_type is None and self._row != self.shape[0]:
+            raise RuntimeError(f"{self.path}: {self._row} of {self.shape[0]} rows written")
+        return False
 
 
 def create_combine_outputs(folder: str, shape: tuple[int, int]) -> dict[str, str]:
@@ -157,24 +219,57 @@ def finish_master_file(kind: str, outputs: Mapping[str, str], n_inputs: int, con
 
 def calibrate(path: str, spec: str, detector: str, masters: Mapping[str, str | None], isr: IsrConfig,
               final: str, provenance: Sequence[ProvenanceEntry], config_hash: str) -> dict[str, Any]:
-    """Signature removal of one (exposure, detector); writes the calibrated product."""
+    """Signature removal of one (exposure, detector), strip by strip into the calibrated product.
+
+    Raw rows are read per strip, the masters' rows per strip, and each
+    finished strip of SCI/VAR/MASK is written into the preallocated product
+    (renamed into place only when whole): memory is that of a strip.
+    """
     start = time.perf_counter()
-    exposure, frame, assembled = _assembled(path, spec, detector, isr)
+    reader, assembler = _assembled(path, spec, detector, isr)
+    frame_detector = reader.detector
     cals = _load_masters(masters)
-    saturation = min(a.amplifier.saturation.value * a.amplifier.gain.value for a in frame.amplifiers)
-    image = remove_signature(assembled, exposure.record.exptime, cals, isr, saturation_e=saturation)
-    primary = _primary_cards(path, frame.detector.name, image)
+    saturation = min(a.saturation.value * a.gain.value for a in frame_detector.amplifiers)
+    steps = ("overscan", "trim", "gain") + tuple(k for k in ("bias", "dark", "flat") if getattr(cals, k)) + \
+        (("cosmic_rays",) if isr.cosmic_rays.enabled else ())
+    summary = _FrameFacts(steps, cals.missing, assembler.read_noise, assembler.overscan_level)
+    primary = _primary_cards(path, frame_detector.name, summary)
     image_header = fits.Header()
-    copy_cards(frame.header, image_header, wcs_only=True)
-    write_image_product(final, image.sci, image.var, image.mask, primary, provenance, config_hash, image_header)
-    good = image.mask == 0
+    copy_cards(reader.header, image_header, wcs_only=True)
+    bad = _NoDataCounter(path, detector, assembler.shape)
+
+    def source(y0: int, y1: int):
+        rows = assembler.rows(y0, y1)
+        bad.add(rows.no_data[max(0, min(y1 - y0, _last_row[0] - y0)):])  # each row counted once
+        _last_row[0] = max(_last_row[0], y1)
+        return rows
+
+    _last_row = [0]
+    with stream_image_product(final, assembler.shape, primary, provenance, config_hash, image_header) as out:
+        done = remove_signature_by_strips(source, assembler.shape, reader.record.exptime, cals, isr, saturation,
+                                          out.write_rows, strip_rows_for(assembler.shape[1]))
+        if done.steps != steps:
+            raise RuntimeError(f"{path}: steps {done.steps} differ from the announced {steps}")
+        out.update_primary({"NCRPIX": (done.cosmic_ray_pixels, "pixels flagged as cosmic rays")})
+    sample = done.sky_sample
     quality = {
-        "sky_median_e": float(np.median(image.sci[good])) if good.any() else float("nan"),
-        "cosmic_ray_pixels": image.cosmic_ray_pixels,
-        "masked_fraction": float(1 - good.mean()),
+        "sky_median_e": float(np.median(sample)) if sample.size else float("nan"),
+        "cosmic_ray_pixels": done.cosmic_ray_pixels,
+        "masked_fraction": done.masked_pixels / done.pixels,
         "seconds": time.perf_counter() - start,
     }
-    return {"path": final, "checksum": file_checksum(final), "missing": list(image.missing), "quality": quality}
+    return {"path": final, "checksum": file_checksum(final), "missing": list(done.missing), "quality": quality}
+
+
+@dataclass(frozen=True)
+class _FrameFacts:
+    """What the primary header says about a calibration, known before its pixels are done."""
+
+    steps: tuple[str, ...]
+    missing: tuple[str, ...]
+    read_noise: dict[str, float]
+    overscan_level: dict[str, float]
+    cosmic_ray_pixels: int = 0
 
 
 def _primary_cards(path: str, detector: str, image) -> dict[str, object]:

@@ -130,3 +130,113 @@ def _measured_read_noise(amp_data: AmplifierData, gain: float, source: str) -> f
     warnings.warn(f"{source}: amplifier {amp_data.amplifier.name} read noise unknown; "
                   f"measured {sigma_adu * gain:.2f} e- from the overscan", stacklevel=3)
     return float(sigma_adu * gain)
+
+
+@dataclass(frozen=True)
+class _OverscanOnly:
+    """An amplifier with only its overscan pixels (what :func:`_measured_read_noise` needs)."""
+
+    amplifier: Amplifier
+    overscan: np.ndarray | None
+
+
+class StripAssembler:
+    """Assembly of any strip of detector rows, reading the raw array by rows.
+
+    The same arithmetic as :func:`assemble` (so the strips of a frame equal
+    the rows of its whole assembly, bit for bit), for a frame too large to
+    hold: the overscan of every amplifier is read first (a few MB; the
+    ``median`` and ``row_poly`` levels need all its rows), then
+    :meth:`rows` reads and assembles only the raw rows that a strip needs.
+
+    Parameters
+    ----------
+    read_rows : callable
+        ``read_rows(r0, r1)``: raw rows ``r0:r1``, all columns, float32 ADU
+        (:meth:`lenghu.io.raw.RawDetectorReader.rows`).
+    detector : Detector
+    overscan : OverscanConfig
+    dtype : type
+        Arithmetic type of the image.
+    source : str
+        The file, for messages.
+    chunk_rows : int
+        Raw rows read at a time while collecting the overscan.
+    """
+
+    def __init__(self, read_rows, detector: Detector, overscan: OverscanConfig, dtype: type = np.float32,
+                 source: str = "", chunk_rows: int = 1024):
+        self._read = read_rows
+        self.detector = detector
+        self.shape = tuple(detector.shape)
+        self._dtype = dtype
+        self._level: dict[str, np.ndarray] = {}
+        self._read_var: dict[str, float] = {}
+        self.read_noise: dict[str, float] = {}
+        self.overscan_level: dict[str, float] = {}
+        pieces: dict[str, list[np.ndarray]] = {a.name: [] for a in detector.amplifiers if a.overscan_section}
+        raw_ny = detector.raw_shape[0]
+        for r0 in range(0, raw_ny, chunk_rows):
+            r1 = min(raw_ny, r0 + chunk_rows)
+            wanted = [a for a in detector.amplifiers if a.overscan_section is not None
+                      and a.overscan_section.y0 < r1 and a.overscan_section.y1 > r0]
+            if not wanted:
+                continue
+            part = self._read(r0, r1)
+            for amp in wanted:
+                sec = amp.overscan_section
+                a, b = max(r0, sec.y0), min(r1, sec.y1)
+                pieces[amp.name].append(part[a - r0:b - r0, sec.x0:sec.x1].copy())
+        for amp in detector.amplifiers:
+            gain = amp.gain.to_value(ELECTRON_PER_ADU)
+            scan = np.concatenate(pieces[amp.name]) if amp.name in pieces else None
+            if scan is not None:
+                level = overscan_level(scan, overscan).astype(dtype)
+                self.overscan_level[amp.name] = float(np.median(level))
+                level_var = overscan_level_variance(scan.shape, overscan)
+            else:
+                level = np.zeros((amp.data_section.shape[0], 1), dtype=dtype)
+                self.overscan_level[amp.name] = 0.0
+                level_var = 0.0
+            rn = amp.read_noise.to_value(u.electron)
+            if not math.isfinite(rn):
+                rn = _measured_read_noise(_OverscanOnly(amp, scan), gain, source)
+            self.read_noise[amp.name] = rn
+            self._level[amp.name] = np.broadcast_to(level, (amp.data_section.shape[0], 1))
+            self._read_var[amp.name] = rn * rn * (1.0 + level_var)
+
+    def rows(self, y0: int, y1: int) -> AssembledFrame:
+        """Detector rows ``y0:y1`` assembled (electrons, read variance, saturation, no data)."""
+        dtype = self._dtype
+        nx = self.shape[1]
+        shape = (y1 - y0, nx)
+        image = np.zeros(shape, dtype=dtype)
+        read_var = np.zeros(shape, dtype=np.float32)
+        saturated = np.zeros(shape, dtype=bool)
+        covered = np.zeros(shape, dtype=bool)
+        finite = np.ones(shape, dtype=bool)
+        cache: dict[tuple[int, int], np.ndarray] = {}
+        for amp in self.detector.amplifiers:
+            det, data = amp.detector_section, amp.data_section
+            a, b = max(y0, det.y0), min(y1, det.y1)
+            if a >= b:
+                continue
+            n = data.shape[0]
+            k0, k1 = a - det.y0, b - det.y0  # rows of the amplifier in detector orientation
+            l0, l1 = (n - k1, n - k0) if det.flip_y else (k0, k1)  # the same rows in raw orientation
+            key = (data.y0 + l0, data.y0 + l1)
+            if key not in cache:
+                cache[key] = self._read(*key)
+            raw = np.asarray(cache[key][:, data.x0:data.x1], dtype=dtype)
+            level = self._level[amp.name][l0:l1]
+            gain = amp.gain.to_value(ELECTRON_PER_ADU)
+            electrons = (raw - level) * dtype(gain)
+            target = (slice(a - y0, b - y0), det.slices[1])
+            image[target] = _flip(electrons, amp)
+            read_var[target] = self._read_var[amp.name]
+            saturated[target] = _flip(raw >= amp.saturation.to_value(u.adu), amp)
+            finite[target] = _flip(np.isfinite(raw), amp)
+            covered[target] = True
+        no_data = ~covered | ~finite
+        image[no_data] = 0
+        return AssembledFrame(image, read_var, saturated, no_data, dict(self.read_noise), dict(self.overscan_level))

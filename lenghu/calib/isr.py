@@ -133,45 +133,121 @@ def subtract_calibrations(frame: AssembledFrame, exptime: float, cals: Calibrati
     return sci, var, mask, tuple(steps)
 
 
-# Rows above and below a strip that cosmic-ray detection sees (L.A.Cosmic's filters reach 3 pixels
-# per iteration; 16 rows make strip edges agree with a whole-frame run).
-CR_MARGIN_ROWS = 16
+# Rows above and below a strip that cosmic-ray detection sees. L.A.Cosmic's reach per iteration:
+# the Laplacian of the 2x subsampled image (1 pixel), the 5x5 median noise model (2), the 3x3 then
+# 7x7 medians of the fine-structure image (3), growth into neighbours (1) and the 5x5 replacement
+# of flagged pixels before the next iteration (2): about 9 rows per iteration, so 2 iterations (the
+# default) need 18 and 4 need 36. The margin is taken as 10 rows per iteration plus the mirrored
+# EDGE_PAD, and a test compares strips with the whole frame (tests/lenghu/test_calib.py).
+CR_ROWS_PER_ITERATION = 10
+
+
+def cosmic_ray_margin(config: IsrConfig) -> int:
+    """Rows of margin each side of a strip for cosmic-ray detection (0 when disabled)."""
+    if not config.cosmic_rays.enabled:
+        return 0
+    from lenghu.calib.cosmics import EDGE_PAD
+
+    return CR_ROWS_PER_ITERATION * config.cosmic_rays.niter + EDGE_PAD
+
+
+#: Kept for callers of the previous fixed margin (2 iterations).
+CR_MARGIN_ROWS = 2 * CR_ROWS_PER_ITERATION + 8
+
+
+@dataclass(frozen=True)
+class StripSummary:
+    """What the strip-by-strip signature removal did, without the pixels."""
+
+    steps: tuple[str, ...]
+    missing: tuple[str, ...]
+    cosmic_ray_pixels: int
+    masked_pixels: int
+    pixels: int
+    sky_sample: np.ndarray
+
+
+#: Good SCI pixels kept (every n-th) per frame to estimate the sky median of a large frame.
+SKY_SAMPLE_PIXELS = 4_000_000
+
+
+def remove_signature_by_strips(source, shape: tuple[int, int], exptime: float, cals: Calibrations,
+                               config: IsrConfig, saturation_e: float, sink, strip_rows: int = 512) -> StripSummary:
+    """Signature removal strip by strip: memory of one strip, whatever the frame size.
+
+    Parameters
+    ----------
+    source : callable
+        ``source(y0, y1)``: the :class:`AssembledFrame` of detector rows ``y0:y1``
+        (``AssembledFrame.rows`` or ``StripAssembler.rows``).
+    shape : tuple of int
+        Detector ``(ny, nx)``.
+    cals : Calibrations
+        Masters; anything with ``rows(y0, y1)`` giving a :class:`MasterFrame`
+        (memory-resident masters, or ``lenghu.io.products.MasterFile``).
+    sink : callable
+        ``sink(y0, sci, var, mask)`` receives each finished strip, in order.
+    strip_rows : int
+        Rows per strip. Cosmic rays are detected on the strip plus
+        :func:`cosmic_ray_margin` rows each side; the result does not depend on
+        ``strip_rows`` except for a cosmic ray reaching further than the margin.
+
+    Returns
+    -------
+    StripSummary
+        Steps done, calibrations missing, pixel counts, and a sample of good
+        SCI values (every n-th, at most about :data:`SKY_SAMPLE_PIXELS`) for
+        the sky median.
+    """
+    ny, nx = shape
+    margin = cosmic_ray_margin(config)
+    every = max(1, (ny * nx) // SKY_SAMPLE_PIXELS)
+    n_cr = n_masked = 0
+    steps: tuple[str, ...] = ()
+    samples = []
+    for y0 in range(0, ny, strip_rows):
+        y1 = min(ny, y0 + strip_rows)
+        a, b = max(0, y0 - margin), min(ny, y1 + margin)
+        part_sci, part_var, part_mask, steps = _remove_rows(source(a, b), exptime, cals.rows(a, b), config,
+                                                            saturation_e)
+        keep = slice(y0 - a, y1 - a)
+        sci, var, mask = part_sci[keep], part_var[keep], part_mask[keep]
+        n_cr += int(((mask & MASK_DTYPE(MaskBit.CR)) != 0).sum())
+        good = mask == 0
+        n_masked += int(good.size - good.sum())
+        samples.append(sci.reshape(-1)[(y0 * nx) % every::every][good.reshape(-1)[(y0 * nx) % every::every]]
+                       .astype(np.float32))
+        sink(y0, sci, var, mask)
+    return StripSummary(steps=steps, missing=cals.missing, cosmic_ray_pixels=n_cr, masked_pixels=n_masked,
+                        pixels=ny * nx, sky_sample=np.concatenate(samples) if samples else np.zeros(0, np.float32))
 
 
 def remove_signature(frame: AssembledFrame, exptime: float, cals: Calibrations, config: IsrConfig,
                      saturation_e: float, strip_rows: int = 1024) -> CalibratedImage:
-    """The whole signature removal of one detector image; see the module docstring.
+    """The whole signature removal of one detector image held in memory; see the module docstring.
 
-    The work goes strip by strip of ``strip_rows`` rows (cosmic rays with a
-    margin of :data:`CR_MARGIN_ROWS`), so the temporary arrays of a full-size
-    CCD stay small; the result does not depend on the strip size except for
-    cosmic rays longer than the margin.
+    :func:`remove_signature_by_strips` into whole-frame arrays (the pipeline
+    streams instead).
     """
     ny, nx = frame.image.shape
     sci = np.empty((ny, nx), dtype=np.float32)
     var = np.empty((ny, nx), dtype=np.float32)
     mask = np.empty((ny, nx), dtype=MASK_DTYPE)
-    margin = CR_MARGIN_ROWS if config.cosmic_rays.enabled else 0
-    n_cr, steps = 0, ()
-    for y0 in range(0, ny, strip_rows):
-        y1 = min(ny, y0 + strip_rows)
-        a, b = max(0, y0 - margin), min(ny, y1 + margin)
-        part_sci, part_var, part_mask, steps = _remove_rows(frame.rows(a, b), exptime, cals.rows(a, b), config,
-                                                            saturation_e)
-        keep = slice(y0 - a, y1 - a)
-        sci[y0:y1] = part_sci[keep]
-        var[y0:y1] = part_var[keep]
-        mask[y0:y1] = part_mask[keep]
-        n_cr += int(((part_mask[keep] & MASK_DTYPE(MaskBit.CR)) != 0).sum())
+
+    def sink(y0, part_sci, part_var, part_mask):
+        y1 = y0 + part_sci.shape[0]
+        sci[y0:y1], var[y0:y1], mask[y0:y1] = part_sci, part_var, part_mask
+
+    done = remove_signature_by_strips(frame.rows, (ny, nx), exptime, cals, config, saturation_e, sink, strip_rows)
     return CalibratedImage(
         sci=sci,
         var=var,
         mask=mask,
-        steps=steps,
-        missing=cals.missing,
+        steps=done.steps,
+        missing=done.missing,
         read_noise=frame.read_noise,
         overscan_level=frame.overscan_level,
-        cosmic_ray_pixels=n_cr,
+        cosmic_ray_pixels=done.cosmic_ray_pixels,
     )
 
 

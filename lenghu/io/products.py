@@ -9,9 +9,10 @@ config hash in the primary header. Files appear only whole.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -22,6 +23,7 @@ from lenghu.calib.masks import MASK_DTYPE, MaskBit
 from lenghu.calib.masters import MasterFrame
 from lenghu.errors import FrameError
 from lenghu.io.atomic import atomic_path
+from lenghu.io.streamed_fits import StreamedImageFile, anonymous_file, image_header as plane_header
 
 _SKIP_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT",
               "EXTNAME", "BZERO", "BSCALE", "BUNIT", "CHECKSUM", "DATASUM", "ZIMAGE", "ZBITPIX", "ZCMPTYPE"}
@@ -71,6 +73,78 @@ def copy_cards(source: fits.Header, target: fits.Header, wcs_only: bool = False)
         target.append(card, end=True)
 
 
+def _provenance_table(entries: Sequence[ProvenanceEntry]) -> tuple[fits.BinTableHDU, str]:
+    import hashlib
+
+    table = Table(
+        {
+            "ROLE": [e.role for e in entries] or np.array([], dtype="U8"),
+            "PATH": [e.path for e in entries] or np.array([], dtype="U8"),
+            "CHECKSUM": [e.checksum for e in entries] or np.array([], dtype="U64"),
+        }
+    )
+    prov_hash = hashlib.sha256("\n".join(f"{e.role} {e.path} {e.checksum}" for e in entries).encode()).hexdigest()
+    return fits.BinTableHDU(table, name="PROVENANCE"), prov_hash
+
+
+#: The image planes of a product: extension name, type, BUNIT.
+PLANES = (("SCI", np.float32, "electron"), ("VAR", np.float32, "electron2"), ("MASK", MASK_DTYPE, None))
+
+
+class ProductWriter:
+    """A calibrated product being written strip by strip (see :func:`stream_image_product`)."""
+
+    def __init__(self, stream: StreamedImageFile, shape: tuple[int, int]):
+        self._stream = stream
+        self.shape = shape
+
+    def write_rows(self, y0: int, sci: np.ndarray, var: np.ndarray, mask: np.ndarray) -> None:
+        """Rows ``y0:y0 + len(sci)`` of SCI (electrons), VAR (electrons^2) and MASK."""
+        self._stream.write_rows("SCI", y0, np.asarray(sci, dtype=np.float32))
+        self._stream.write_rows("VAR", y0, np.asarray(var, dtype=np.float32))
+        self._stream.write_rows("MASK", y0, np.asarray(mask, dtype=MASK_DTYPE))
+
+    def update_primary(self, cards: Mapping[str, object]) -> None:
+        """Set cards of the primary header known only at the end (they must be present from the start)."""
+        self._stream.update_primary(cards)
+
+
+@contextlib.contextmanager
+def stream_image_product(
+    path: str | Path,
+    shape: tuple[int, int],
+    primary_cards: Mapping[str, object],
+    provenance: Iterable[ProvenanceEntry],
+    config_hash: str,
+    image_header: fits.Header | None = None,
+) -> Iterator[ProductWriter]:
+    """A product file preallocated under a temporary name, filled by rows, renamed when whole.
+
+    The caller writes every row of SCI/VAR/MASK through the yielded
+    :class:`ProductWriter`; memory stays that of one strip. On an exception,
+    or when rows are missing, no file appears at ``path``. The bytes equal
+    those of :func:`write_image_product` for the same arrays.
+    """
+    path = Path(path)
+    table, prov_hash = _provenance_table(list(provenance))
+    extra = image_header if image_header is not None else fits.Header()
+    planes = []
+    for name, dtype, unit in PLANES:
+        cards = extra.copy()
+        if unit is None:
+            cards.update(_mask_header())
+        header = plane_header(name, tuple(shape), dtype, cards)
+        if unit is not None:
+            header["BUNIT"] = unit
+        planes.append((header, tuple(shape), dtype))
+    with anonymous_file(path) as handle:
+        # no timestamp in the checksum comments: reruns give identical bytes
+        stream = StreamedImageFile(handle, _primary(primary_cards, prov_hash, config_hash), planes, [table],
+                                   when="HDU checksum", name=str(path))
+        yield ProductWriter(stream, tuple(shape))
+        stream.close()
+
+
 def write_image_product(
     path: str | Path,
     sci: np.ndarray,
@@ -81,37 +155,20 @@ def write_image_product(
     config_hash: str,
     image_header: fits.Header | None = None,
 ) -> Path:
-    """Write SCI/VAR/MASK/PROVENANCE atomically; return the path.
+    """Write SCI/VAR/MASK/PROVENANCE atomically from whole arrays; return the path.
 
     ``image_header`` (WCS and other per-image cards) goes into SCI, VAR and MASK.
+    Written in strips of :data:`WRITE_ROWS` rows (no full-frame byte-swapped copies).
     """
-    path = Path(path)
-    entries = list(provenance)
-    table = Table(
-        {
-            "ROLE": [e.role for e in entries] or np.array([], dtype="U8"),
-            "PATH": [e.path for e in entries] or np.array([], dtype="U8"),
-            "CHECKSUM": [e.checksum for e in entries] or np.array([], dtype="U64"),
-        }
-    )
-    import hashlib
+    with stream_image_product(path, np.shape(sci), primary_cards, provenance, config_hash, image_header) as out:
+        for y0 in range(0, np.shape(sci)[0], WRITE_ROWS):
+            y1 = y0 + WRITE_ROWS
+            out.write_rows(y0, sci[y0:y1], var[y0:y1], mask[y0:y1])
+    return Path(path)
 
-    prov_hash = hashlib.sha256("\n".join(f"{e.role} {e.path} {e.checksum}" for e in entries).encode()).hexdigest()
-    extra = image_header if image_header is not None else fits.Header()
-    sci_hdu = fits.ImageHDU(np.asarray(sci, dtype=np.float32), header=extra.copy(), name="SCI")
-    sci_hdu.header["BUNIT"] = "electron"
-    var_hdu = fits.ImageHDU(np.asarray(var, dtype=np.float32), header=extra.copy(), name="VAR")
-    var_hdu.header["BUNIT"] = "electron2"
-    mask_header = extra.copy()
-    mask_header.update(_mask_header())
-    mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=MASK_DTYPE), header=mask_header, name="MASK")
-    prov_hdu = fits.BinTableHDU(table, name="PROVENANCE")
-    hdul = fits.HDUList([_primary(primary_cards, prov_hash, config_hash), sci_hdu, var_hdu, mask_hdu, prov_hdu])
-    for hdu in hdul:
-        hdu.add_checksum(when="HDU checksum")  # no timestamp: reruns give identical bytes
-    with atomic_path(path) as tmp:
-        hdul.writeto(tmp, output_verify="exception")
-    return path
+
+#: Rows per write when a product is written from whole arrays.
+WRITE_ROWS = 512
 
 
 def write_master(path: str | Path, master: MasterFrame, detector: str, filter_name: str | None,
@@ -170,3 +227,40 @@ def update_product_wcs(path: str | Path, wcs, cards: Mapping[str, object]) -> Pa
     with atomic_path(path) as tmp:
         hdul.writeto(tmp, output_verify="exception")
     return path
+
+
+class MasterFile:
+    """A master on disk, read by rows (``rows`` gives a :class:`MasterFrame` of that strip).
+
+    Positioned reads rather than a memory map: the pages of a memory-mapped
+    master stay in the process's resident memory once touched (three planes
+    of a full-size CCD are 1 GB per master), which Dask's worker memory limit
+    counts; a strip read this way is freed with the strip.
+    """
+
+    def __init__(self, path: str | Path, kind: str):
+        from lenghu.io.fitsfile import _BITPIX_DTYPES, FitsFile
+
+        self.path = str(path)
+        self.kind = kind
+        fitsfile = FitsFile(path)  # FrameError subclasses name the file
+        self._planes = {name: fitsfile.hdu(name) for name in ("SCI", "VAR", "MASK")}
+        shapes = {info.image_shape for info in self._planes.values()}
+        if len(shapes) != 1 or fitsfile.compression is not None or any(i.is_compressed_image for i in self._planes.values()):
+            raise FrameError(path, f"not a lenghu master (planes of shapes {sorted(shapes)}, or compressed)")
+        self.shape = shapes.pop()
+        self._dtypes = {name: np.dtype(_BITPIX_DTYPES[info.bitpix]) for name, info in self._planes.items()}
+
+    def _read(self, name: str, y0: int, y1: int) -> np.ndarray:
+        info, dtype = self._planes[name], self._dtypes[name]
+        nx = self.shape[1]
+        data = np.fromfile(self.path, dtype=dtype, count=(y1 - y0) * nx, offset=info.data_offset + y0 * nx * dtype.itemsize)
+        if data.size != (y1 - y0) * nx:
+            raise FrameError(self.path, f"{name} rows {y0}:{y1} cannot be read (file truncated)")
+        return data.reshape(y1 - y0, nx).astype(dtype.newbyteorder("="))
+
+    def rows(self, y0: int, y1: int) -> MasterFrame:
+        """Rows ``y0:y1`` of image, variance and mask, in memory."""
+        y0, y1 = max(0, y0), min(self.shape[0], y1)
+        return MasterFrame(kind=self.kind, image=self._read("SCI", y0, y1), variance=self._read("VAR", y0, y1),
+                           mask=self._read("MASK", y0, y1), path=self.path)

@@ -33,7 +33,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from astropy.io import fits
 
-from lenghu.errors import MissingExtensionError, MissingKeywordError, ShapeError, UnclassifiedFrameError
+from lenghu.errors import (MissingExtensionError, MissingKeywordError, ShapeError, TruncatedFileError,
+                           UnclassifiedFrameError)
 from lenghu.instruments.loader import available_instruments, load_instrument, scale_instrument
 from lenghu.instruments.model import Amplifier, Detector, HeaderSections, Instrument
 from lenghu.io.coords import observation_mjd, parse_angle
@@ -42,8 +43,8 @@ from lenghu.io.header_geometry import header_detector
 from lenghu.io.records import ObservationRecord
 
 __all__ = [
-    "AmplifierPixels", "RawDetectorFrame", "RawExposure", "detect_instrument", "instrument_for",
-    "read_raw", "read_record",
+    "AmplifierPixels", "RawDetectorFrame", "RawDetectorReader", "RawExposure", "detect_instrument",
+    "instrument_for", "open_raw_detector", "read_raw", "read_record",
 ]
 
 
@@ -255,6 +256,80 @@ def read_raw(
     return RawExposure(record=record, frames=tuple(frames))
 
 
+class RawDetectorReader:
+    """One detector of a raw file, its pixels read by rows when asked (bounded memory).
+
+    :func:`read_raw` returns every amplifier's pixels at once (float32, the
+    whole detector); a full-size WFST CCD is then 340 MB before any
+    processing. This reads rows ``r0:r1`` of the raw array (all columns)
+    from the file on each call: a plain file by a positioned read (nothing
+    stays mapped in the process), a compressed one from its decompressed
+    HDU, kept for the reader's lifetime.
+
+    Attributes
+    ----------
+    record : ObservationRecord
+    detector : Detector
+    header : astropy.io.fits.Header
+        The HDU's own header.
+    """
+
+    def __init__(self, fitsfile: FitsFile, info: HduInfo, record: ObservationRecord, detector: Detector,
+                 header: fits.Header):
+        self.record = record
+        self.detector = detector
+        self.header = header
+        self.path = fitsfile.path
+        self._fitsfile = fitsfile
+        self._info = info
+        self._whole: np.ndarray | None = None
+
+    @property
+    def raw_shape(self) -> tuple[int, int]:
+        """``(ny, nx)`` of the raw array."""
+        return tuple(self._info.image_shape)
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Raw rows ``r0:r1``, all columns, float32 ADU (BZERO/BSCALE applied, BLANK as NaN)."""
+        ny, nx = self.raw_shape
+        if not 0 <= r0 < r1 <= ny:
+            raise ValueError(f"{self.path}: rows {r0}:{r1} outside 0:{ny}")
+        info = self._info
+        if info.is_compressed_image or self._fitsfile.compression is not None:
+            if self._whole is None:
+                self._whole = self._fitsfile.read_image(info)
+            part = self._whole[r0:r1]
+        else:
+            dtype = self._fitsfile.read_image(info).dtype  # a memory map, dropped at once
+            itemsize = dtype.itemsize
+            try:
+                part = np.fromfile(self.path, dtype=dtype, count=(r1 - r0) * nx,
+                                   offset=info.data_offset + r0 * nx * itemsize).reshape(r1 - r0, nx)
+            except (OSError, ValueError) as exc:
+                raise TruncatedFileError(self.path, f"HDU {info.index}: rows {r0}:{r1} cannot be read: {exc}") from exc
+        return scale_to_adu(part, self.header)
+
+
+def open_raw_detector(path: str | Path, instrument: Instrument, detector: str) -> RawDetectorReader:
+    """A :class:`RawDetectorReader` of one detector; checks as :func:`read_raw` does, reads no pixels.
+
+    Raises
+    ------
+    FrameError
+        As :func:`read_raw` (``ShapeError`` for an image of the wrong shape).
+    """
+    fitsfile = FitsFile(path, load=True)
+    located = _locate(fitsfile, instrument)
+    record = _record(fitsfile, instrument, located)
+    ((name, info, det),) = _select(fitsfile, instrument, located, [detector])
+    header = fitsfile.image_header(info)
+    if det is None:
+        det = _header_detector(fitsfile, instrument.header_sections, name, info, header,
+                               header_values(fitsfile.primary.header), located)
+    _check_shape(fitsfile, info, det)
+    return RawDetectorReader(fitsfile, info, record, det, header)
+
+
 # --- finding the detectors' HDUs -------------------------------------------------------
 
 Located = list[tuple[str, HduInfo, Detector | None]]
@@ -456,7 +531,7 @@ def _integer_range(info: HduInfo, values: Mapping[str, Any]) -> tuple[float, flo
     return ends[0], ends[1]
 
 
-def _read_frame(fitsfile: FitsFile, info: HduInfo, detector: Detector, header: fits.Header) -> RawDetectorFrame:
+def _check_shape(fitsfile: FitsFile, info: HduInfo, detector: Detector) -> None:
     shape = info.image_shape
     if shape != tuple(detector.raw_shape):
         have = "x".join(str(n) for n in reversed(shape or ()))
@@ -464,6 +539,10 @@ def _read_frame(fitsfile: FitsFile, info: HduInfo, detector: Detector, header: f
         raise ShapeError(
             fitsfile.path, f"detector {detector.name} (HDU {info.index}) is {have} (NAXIS1 x NAXIS2); expected {want}"
         )
+
+
+def _read_frame(fitsfile: FitsFile, info: HduInfo, detector: Detector, header: fits.Header) -> RawDetectorFrame:
+    _check_shape(fitsfile, info, detector)
     raw = fitsfile.read_image(info)
     amps = []
     for amp in detector.amplifiers:

@@ -101,3 +101,47 @@ def test_signature_removal_in_strips_matches_one_piece():
     assert whole.missing == ("bias", "dark", "flat")
     # with no masters the variance is read noise plus Poisson noise of the sky
     assert np.median(whole.var) == pytest.approx(525.0, rel=0.02)
+
+
+def _sky_with_stars_and_tracks(rng, ny=700, nx=260, sky=300.0, rn=6.0):
+    """A calibrated-looking frame (electrons): sky, stars of FWHM ~2.5 px, cosmic-ray hits and
+    tracks of up to 12 pixels, several crossing the boundaries of 64-row strips."""
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    truth = np.full((ny, nx), sky, np.float64)
+    for _ in range(60):
+        y, x, flux = rng.uniform(5, ny - 5), rng.uniform(5, nx - 5), rng.uniform(2e3, 2e5)
+        truth += flux / (2 * np.pi * 1.1**2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.1**2))
+    image = rng.normal(truth, np.sqrt(truth + rn**2))
+    cr = np.zeros((ny, nx), bool)
+    for k in range(80):
+        y = 64 * rng.integers(1, ny // 64) - rng.integers(0, 6) if k % 2 else rng.integers(2, ny - 14)
+        x, length, slope = rng.integers(2, nx - 14), rng.integers(1, 13), rng.uniform(-1, 1)
+        for i in range(length):  # a track along rows, crossing a strip boundary on every other one
+            yi, xi = int(y + i), int(x + round(i * slope))
+            cr[yi, xi] = True
+            image[yi, xi] += rng.uniform(800, 8000)
+    frame = AssembledFrame(image=image.astype(np.float32), read_variance=np.full((ny, nx), rn**2, np.float32),
+                           saturated=np.zeros((ny, nx), bool), no_data=np.zeros((ny, nx), bool),
+                           read_noise={"A": rn}, overscan_level={"A": 1000.0})
+    return frame, cr
+
+
+@pytest.mark.parametrize("niter", [2, 4])
+def test_cosmic_rays_found_in_strips_equal_the_whole_frame_run(niter):
+    """Signature removal streams strips of rows with a cosmic-ray margin of
+    ``cosmic_ray_margin`` rows; the CR mask must not depend on where the strips are cut."""
+    from lenghu.calib.isr import cosmic_ray_margin
+
+    frame, cr = _sky_with_stars_and_tracks(np.random.default_rng(11))
+    config = IsrConfig(cosmic_rays=CosmicRayConfig(niter=niter))
+    assert cosmic_ray_margin(config) == 10 * niter + 8
+    whole = remove_signature(frame, 30.0, Calibrations(), config, 6e5, strip_rows=frame.image.shape[0])
+    found = (whole.mask & MaskBit.CR) != 0
+    # the detection works at all (its purity on realistic stars is tests/pipelines/test_reduce_truth.py's)
+    assert found[cr].mean() > 0.9
+    for rows in (64, 100, 257):
+        strips = remove_signature(frame, 30.0, Calibrations(), config, 6e5, strip_rows=rows)
+        differ = ((strips.mask ^ whole.mask) & MaskBit.CR) != 0
+        assert differ.sum() == 0, f"{differ.sum()} CR pixels differ with {rows}-row strips (rows {np.nonzero(differ)[0]})"
+        np.testing.assert_array_equal(strips.sci, whole.sci)
+        np.testing.assert_array_equal(strips.var, whole.var)
