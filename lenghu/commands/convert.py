@@ -18,6 +18,7 @@ extension (.fits .fz .zarr .h5/.hdf5 .parquet .vot .ecsv .csv).
   snapshots:           Gadget-2 binary, Gadget-3/4, AREPO, SWIFT, EAGLE, IllustrisTNG
                        -> Zarr or Gadget-4 HDF5, streamed chunk by chunk
                        -> OUT.lod: a level-of-detail octree for `lenghu view/render`
+  large images:        FITS -> OUT.pyr: a tile pyramid for `lenghu view/render`
 
 With a folder or glob as INPUT, OUTPUT is a folder: every file is converted
 in parallel (--workers threads) with a progress bar; files that fail are
@@ -31,6 +32,7 @@ examples:
   lenghu convert catalogue.fits catalogue.parquet
   lenghu convert snapdir_005/ snap_005.zarr
   lenghu convert snapshot_000.hdf5 web.lod
+  lenghu convert mosaic.fits mosaic.pyr
   lenghu convert 'night/*.fits.gz' night_fz/ --to fz
 """
 
@@ -68,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         from lenghu.viewer.lod.command import convert_to_lod
 
         return convert_to_lod(args)
+    if args.output.rstrip("/\\").lower().endswith(".pyr"):  # an image pyramid for the viewer (lenghu.viewer.tiles)
+        from lenghu.viewer.tiles.command import convert_to_pyramid
+
+        return convert_to_pyramid(args)
     hdu = int(args.hdu) if args.hdu is not None and args.hdu.isdigit() else args.hdu
     options = ConvertOptions(quantize=args.quantize, algorithm=args.algorithm, squeeze=args.squeeze, hdu=hdu,
                              files=args.files)

@@ -1,7 +1,10 @@
 """Make a model :class:`~lenghu.viewer.model.Scene` from files on disk (no GL).
 
 What a path is comes from its content: a ``.lod`` store, a snapshot lenghu
-reads, a FITS image (2-D) or cube (3-D). Several snapshots of one
+reads, a ``.pyr`` image pyramid, a FITS image (2-D) or cube (3-D). A FITS
+image of more than ``SceneSpec.tiled_pixels`` pixels (a WFST mosaic) is shown
+tiled: its pyramid is built once into the cache
+(:func:`lenghu.viewer.tiles.command.cached_pyramid`). Several snapshots of one
 simulation become a :class:`~lenghu.viewer.model.TimeSeries`; several
 ``.lod`` stores are played one after the other.
 """
@@ -34,18 +37,22 @@ class SceneSpec:
     caption: str | None = None
     stretch: str | None = None
     volume_method: str | None = None
+    tiled_pixels: int = 8192 * 8192
     extra: dict[str, Any] = dc_field(default_factory=dict)
 
 
 def path_kind(path: str | Path) -> str:
-    """``lod``, ``snapshot``, ``image`` or ``cube`` (raises ViewerInputError otherwise)."""
+    """``lod``, ``snapshot``, ``pyramid``, ``image`` or ``cube`` (raises ViewerInputError otherwise)."""
     from lenghu.viewer.lod.format import is_lod_store
+    from lenghu.viewer.tiles.format import is_pyramid
 
     path = Path(path)
     if not path.exists():
         raise ViewerInputError(f"{path}: no such file or folder")
     if is_lod_store(path):
         return "lod"
+    if is_pyramid(path):
+        return "pyramid"
     from lenghu.io.snapshots import snapshot_format
 
     if snapshot_format(path) is not None:
@@ -81,6 +88,7 @@ def build_scene(paths: list[str | Path], spec: SceneSpec | None = None):
     if not paths:
         raise ViewerInputError("no input given")
     kinds = [path_kind(p) for p in paths]
+    kinds = ["image" if k == "pyramid" else k for k in kinds]  # pyramids and FITS images go together
     if len(set(kinds)) > 1:
         raise ViewerInputError(f"mixed inputs ({', '.join(sorted(set(kinds)))}): give snapshots, stores or FITS files")
     kind = kinds[0]
@@ -116,7 +124,7 @@ def build_scene(paths: list[str | Path], spec: SceneSpec | None = None):
                 visible=(i == 0)))
     elif kind == "image":
         for p in paths:
-            layer = ImageLayer.from_fits(p)
+            layer = _image_layer(p, spec)
             if spec.stretch:
                 layer.stretch = spec.stretch
             if spec.colormap:
@@ -132,6 +140,22 @@ def build_scene(paths: list[str | Path], spec: SceneSpec | None = None):
     if spec.caption is not None:
         scene.caption = spec.caption
     return scene, steps
+
+
+def _image_layer(path, spec: SceneSpec):
+    """An ImageLayer, or a TiledImageLayer for a pyramid or a FITS image above ``spec.tiled_pixels`` pixels."""
+    from lenghu.viewer.model import ImageLayer, TiledImageLayer
+    from lenghu.viewer.tiles import PyramidError, PyramidReadError, is_pyramid
+    from lenghu.viewer.tiles.command import cached_pyramid, image_pixels
+
+    try:
+        if is_pyramid(path):
+            return TiledImageLayer.from_path(path)
+        if image_pixels(path) > spec.tiled_pixels:
+            return TiledImageLayer.from_path(cached_pyramid(path), name=Path(path).name)
+    except (PyramidError, PyramidReadError, OSError) as exc:
+        raise ViewerInputError(f"{path}: {exc}") from exc
+    return ImageLayer.from_fits(path)
 
 
 def set_series_time(scene, t: float) -> None:

@@ -144,8 +144,9 @@ class BuildOptions:
             # step 2: a quarter buffers bucket records; the rest holds CHUNKS_IN_FLIGHT input chunks
             flush_bytes = min(flush_bytes, avail // 4)
             chunk_points = min(chunk_points, max(1024, (avail - flush_bytes) // (CHUNKS_IN_FLIGHT * per_chunk_point)))
-        estimate = GRID_CELL_BYTES * 8**grid_level + max(in_flight * bucket_points * bucket_cost(record),
-                                                         flush_bytes + CHUNKS_IN_FLIGHT * chunk_points * per_chunk_point)
+        step2 = flush_bytes + CHUNKS_IN_FLIGHT * chunk_points * per_chunk_point
+        step3 = in_flight * bucket_points * bucket_cost(record)
+        estimate = GRID_CELL_BYTES * 8**grid_level + max(step2, step3)
         return BuildPlan(bucket_points, chunk_points, flush_bytes, grid_level, workers, in_flight, record, estimate)
 
 

@@ -34,11 +34,15 @@ class NodeLoader:
         Points kept in memory (least recently used nodes beyond it are dropped).
     on_loaded : callable, optional
         ``on_loaded(node)`` from the worker thread.
+    weight : callable, optional
+        What one loaded item counts against ``capacity_points`` (default ``len``: points of a node;
+        image tiles pass ``lambda tile: 1`` to count tiles).
     """
 
     def __init__(self, store, field: str | None = None, capacity_points: int = 8_000_000,
-                 on_loaded: Callable[[int], None] | None = None):
+                 on_loaded: Callable[[int], None] | None = None, weight: Callable[[np.ndarray], int] = len):
         self.store = store
+        self.weight = weight
         self.field = field
         self.capacity = int(capacity_points)
         self.on_loaded = on_loaded
@@ -113,7 +117,7 @@ class NodeLoader:
         self._cache[node] = data
         self._cache.move_to_end(node)
         self._mask[node] = True
-        self._points += len(data)
+        self._points += self.weight(data)
         self._evict(keep=node)
 
     def _evict(self, keep: int = -1) -> None:
@@ -125,7 +129,7 @@ class NodeLoader:
                 break
             if old == 0 or old in self._wanted or old == keep:
                 continue
-            self._points -= len(self._cache.pop(old))
+            self._points -= self.weight(self._cache.pop(old))
             self._mask[old] = False
 
     def _run(self) -> None:

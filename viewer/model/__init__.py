@@ -21,7 +21,7 @@ from lenghu.viewer.model.cameras import (
 )
 from lenghu.viewer.model.colors import colormap_lut, interval, stretch
 from lenghu.viewer.model.events import Emitter, Event, Evented, Prop
-from lenghu.viewer.model.layers import ImageLayer, Layer, ParticleLayer, VolumeLayer, fits_kind
+from lenghu.viewer.model.layers import ImageLayer, Layer, ParticleLayer, TiledImageLayer, VolumeLayer, fits_kind
 from lenghu.viewer.model.particles import ParticleData, TimeSeries, field_range, load_particles
 from lenghu.viewer.model.scene import Scene
 from lenghu.viewer.model.tour import Keyframe, Tour, TourState, hermite
@@ -29,7 +29,7 @@ from lenghu.viewer.model.tour import Keyframe, Tour, TourState, hermite
 __all__ = [
     "Camera", "FlyCamera", "PanZoomCamera", "TurntableCamera", "camera_from_dict", "camera_from_json", "project",
     "colormap_lut", "interval", "stretch", "Emitter", "Event", "Evented", "Prop",
-    "ImageLayer", "Layer", "ParticleLayer", "VolumeLayer", "fits_kind",
+    "ImageLayer", "Layer", "ParticleLayer", "TiledImageLayer", "VolumeLayer", "fits_kind",
     "ParticleData", "TimeSeries", "field_range", "load_particles", "Scene",
     "Keyframe", "Tour", "TourState", "hermite",
 ]

@@ -288,6 +288,77 @@ class ImageLayer(Layer):
         return cls(data, wcs=_celestial_wcs(header), name=kwargs.pop("name", Path(path).name), **kwargs)
 
 
+
+class TiledImageLayer(ImageLayer):
+    """A large image drawn from a tile pyramid (:class:`lenghu.viewer.tiles.TileStore`), e.g. a full WFST mosaic.
+
+    Same properties as :class:`ImageLayer`; the renderer draws the tiles in view at the level whose pixels
+    match the screen's, loaded in the background. Stretch limits come from the pyramid's subsample of the
+    whole image (:meth:`limits`), so every tile is shown with the same limits.
+
+    Parameters
+    ----------
+    source : TileStore or path of a ``.pyr`` folder
+    max_tiles : int
+        Most tiles drawn per frame (past it, a coarser level).
+    cache_tiles : int
+        Tiles kept in memory (least recently used dropped beyond it; 1 MiB each at 512 x 512).
+    """
+
+    def __init__(self, source, wcs=None, max_tiles: int = 96, cache_tiles: int = 384, **kwargs: Any):
+        from lenghu.viewer.tiles.store import TileStore
+
+        Layer.__init__(self, **kwargs)
+        self.store = source if isinstance(source, TileStore) else TileStore(source)
+        if wcs is None and len(self.store.header):
+            wcs = _celestial_wcs(self.store.header)
+        self.wcs = wcs
+        self.max_tiles = int(max_tiles)
+        self.cache_tiles = max(int(cache_tiles), 2 * self.max_tiles + len(self.store.levels))
+        if not self.name:
+            self.name = self.store.path.name
+        self._limits = {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx) of the full-resolution image."""
+        return self.store.shape
+
+    @property
+    def data(self) -> np.ndarray:
+        """The coarsest level (one tile, cropped to the image): a thumbnail, not the full image."""
+        top = self.store.levels[-1]
+        return self.store.read_tile(top.index, 0, 0)[: top.shape[0], : top.shape[1]]
+
+    def bounds(self):
+        ny, nx = self.store.shape
+        return np.array([0.0, 0.0, 0.0]), np.array([float(nx), float(ny), 0.0])
+
+    def limits(self) -> tuple[float, float]:
+        """(vmin, vmax): ``clim``, else ``interval`` on the pyramid's whole-image subsample (once)."""
+        if self.clim is not None:
+            return self.clim
+        key = (self.interval, self.percentile)
+        if key not in self._limits:
+            self._limits[key] = self.store.limits(self.interval, self.percentile)
+        return self._limits[key]
+
+    def levels(self, max_size: int) -> int:
+        factor = 1
+        while max(self.store.shape) / factor > max_size:
+            factor *= 2
+        return factor
+
+    def display_tile(self, tile: np.ndarray) -> np.ndarray:
+        """float32 [0, 1] of one tile after the layer's limits and stretch (NaN: 0)."""
+        lo, hi = self.limits()
+        return stretch(tile, lo, hi, self.stretch)
+
+    @classmethod
+    def from_path(cls, path: str | Path, **kwargs: Any) -> "TiledImageLayer":
+        return cls(path, name=kwargs.pop("name", Path(path).name), **kwargs)
+
+
 def _read_fits_array(path, hdu, ndim):
     """(data, header) of the first HDU with image data of ``ndim`` dimensions after squeezing (or ``hdu``)."""
     import warnings

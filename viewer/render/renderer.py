@@ -18,16 +18,18 @@ import numpy as np
 from vispy import scene
 from vispy.visuals.transforms import MatrixTransform
 
-from lenghu.viewer.model import ImageLayer, ParticleLayer, Scene, VolumeLayer
+from lenghu.viewer.model import ImageLayer, ParticleLayer, Scene, TiledImageLayer, VolumeLayer
 from lenghu.viewer.render.glutil import gl_limits
 from lenghu.viewer.render.image import ImageVisual
 from lenghu.viewer.render.overlays import Overlays
 from lenghu.viewer.render.points import ParticleVisual
+from lenghu.viewer.render.tiles import TiledImageVisual
 from lenghu.viewer.render.volume import VolumeVisual
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = {ParticleLayer: ParticleVisual, VolumeLayer: VolumeVisual, ImageLayer: ImageVisual}
+ADAPTERS = {ParticleLayer: ParticleVisual, VolumeLayer: VolumeVisual, ImageLayer: ImageVisual,
+            TiledImageLayer: TiledImageVisual}
 
 
 @dataclass
