@@ -19,6 +19,7 @@ from lenghu import __version__
 COMMAND_MODULES = (
     "lenghu.commands.reduce",
     "lenghu.commands.measure",
+    "lenghu.commands.registry",
     "lenghu.commands.simulate",
     "lenghu.commands.instruments",
     "lenghu.commands.info",

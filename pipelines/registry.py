@@ -162,6 +162,11 @@ class Registry:
         elif int(row[0]) != SCHEMA_VERSION:
             raise RegistryError(f"{self.path}: schema version {row[0]}, this lenghu writes {SCHEMA_VERSION}")
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file and leave WAL mode: the file then stands alone
+        (it can be renamed; the next :class:`Registry` opening it turns WAL back on)."""
+        self._write("PRAGMA journal_mode=DELETE")
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
