@@ -10,6 +10,7 @@ face has none.
 
 from __future__ import annotations
 
+import numpy as np
 from vispy import scene
 
 BUTTON_FILL = (0.12, 0.16, 0.24, 0.78)
@@ -36,7 +37,8 @@ class KioskOverlay:
         self.label_text = scene.visuals.Text("", color=(1, 0.95, 0.8, 1), anchor_x="left", anchor_y="center", **kw)
         for v in (self.title, self.caption, self.hint, self.label_box, self.label_mark, self.label_text):
             self._front(v, 210 if v is self.label_text else 205)
-        self.label_box.visible = self.label_mark.visible = False
+        self.label_box.visible = self.label_mark.visible = self.label_text.visible = False
+        self._cache: dict = {}
 
     @staticmethod
     def _front(visual, order: int) -> None:
@@ -55,42 +57,46 @@ class KioskOverlay:
             self.buttons[name] = (box, text)
         return self.buttons[name]
 
+    def _set(self, visual, **props) -> None:
+        """Set only what changed: assigning a Text's text, size or position re-lays it out and rebuilds its
+        program, which costs more than the whole point pass of a small frame."""
+        cache = self._cache.setdefault(id(visual), {})
+        for key, value in props.items():
+            if cache.get(key, _UNSET) != value:
+                setattr(visual, key, value)
+                cache[key] = value
+
     def update(self, state) -> None:
         """Show ``state`` (an OverlayState)."""
         w, h = self.renderer.canvas.size
         s = max(0.6, h / 720.0)
-        self.title.text = state.title
-        self.title.font_size = 13 * s
-        self.title.pos = (20 * s, 20 * s)
-        self.caption.text = state.caption
-        self.caption.font_size = 17 * s
-        self.caption.pos = (w / 2, h - 30 * s)
-        self.caption.visible = bool(state.caption)
-        self.hint.text = state.hint
-        self.hint.font_size = 15 * s
-        self.hint.pos = (w / 2, 0.14 * h)
-        self.hint.visible = bool(state.hint)
+        self._set(self.title, text=state.title, font_size=13 * s, pos=(20 * s, 20 * s))
+        self._set(self.caption, text=state.caption, font_size=17 * s, pos=(w / 2, h - 30 * s),
+                  visible=bool(state.caption))
+        self._set(self.hint, text=state.hint, font_size=15 * s, pos=(w / 2, 0.14 * h), visible=bool(state.hint))
         for name, (rect, text) in state.buttons.items():
             box, label = self._button(name)
-            box.center = (rect.x + rect.w / 2, rect.y + rect.h / 2)
-            box.width, box.height = rect.w, rect.h
-            label.text = text
-            label.font_size = 15 * s
-            label.pos = box.center
+            centre = (rect.x + rect.w / 2, rect.y + rect.h / 2)
+            self._set(box, center=centre, width=rect.w, height=rect.h)
+            self._set(label, text=text, font_size=15 * s, pos=centre)
         if state.label is None:
-            self.label_box.visible = self.label_mark.visible = self.label_text.visible = False
-        else:
-            text, x, y = state.label
-            fs = 13 * s
-            width = min(0.6 * w, fs * 1.45 * max(len(text), 1) * 0.62 + 24 * s)
-            height = 2.6 * fs
-            bx = min(max(x + 14 * s, 4), w - width - 4)
-            by = min(max(y - height / 2, 4), h - height - 4)
-            self.label_box.center = (bx + width / 2, by + height / 2)
-            self.label_box.width, self.label_box.height = width, height
-            self.label_mark.set_data(pos=[[x, y]], size=14 * s, face_color=(1, 0.85, 0.4, 0.0),
-                                     edge_color=(1, 0.85, 0.4, 1), edge_width=2.5 * s)
-            self.label_text.text = text
-            self.label_text.font_size = fs
-            self.label_text.pos = (bx + 12 * s, by + height / 2)
-            self.label_box.visible = self.label_mark.visible = self.label_text.visible = True
+            for v in (self.label_box, self.label_mark, self.label_text):
+                self._set(v, visible=False)
+            return
+        text, x, y = state.label
+        fs = 13 * s
+        width = min(0.6 * w, fs * 1.45 * max(len(text), 1) * 0.62 + 24 * s)
+        height = 2.6 * fs
+        bx = min(max(x + 14 * s, 4), w - width - 4)
+        by = min(max(y - height / 2, 4), h - height - 4)
+        self._set(self.label_box, center=(bx + width / 2, by + height / 2), width=width, height=height)
+        if self._cache.get("mark") != (x, y, s):
+            self.label_mark.set_data(pos=np.array([[x, y]], dtype=np.float32), size=14 * s,
+                                     face_color=(1, 0.85, 0.4, 0.0), edge_color=(1, 0.85, 0.4, 1), edge_width=2.5 * s)
+            self._cache["mark"] = (x, y, s)
+        self._set(self.label_text, text=text, font_size=fs, pos=(bx + 12 * s, by + height / 2))
+        for v in (self.label_box, self.label_mark, self.label_text):
+            self._set(v, visible=True)
+
+
+_UNSET = object()

@@ -126,18 +126,44 @@ class KioskController:
             self.bundle(i)
 
     def _show_scene(self, index: int) -> None:
+        """Show playlist scene ``index``: its layers join the model once and stay (hidden while another scene
+        plays), so a scene change re-creates no GL programs or buffers and the picture switches at once."""
         b = self.bundle(index)
         sc = self.scene
-        for layer in list(sc.layers):
-            sc.remove(layer)
+        present = {id(layer) for layer in sc.layers}
         for layer in b.layers:
-            sc.add(layer)
+            if id(layer) not in present:
+                sc.add(layer)
+        for j, other in self.bundles.items():
+            if j != index:
+                for layer in other.layers:
+                    layer.visible = False
+        for layer in b.layers:
+            layer.visible = True
+        if b.steps > 1:
+            self._series_time(b, 0.0)
         sc.length_unit = b.length_unit
         sc.set_camera_state(b.home)
         self.set_budget(self.quality.budget)
         self.label = None
         if self.on_position is not None:
             self.on_position(self.position())
+
+    @staticmethod
+    def _series_time(b: "Bundle", t: float) -> None:
+        """Move the bundle's time series (or sequence of stores) to fractional snapshot ``t``
+        (as :func:`lenghu.viewer.app.scenes.set_series_time`, but for this scene's layers only)."""
+        from lenghu.viewer.model import ParticleLayer
+
+        particles = [layer for layer in b.layers if isinstance(layer, ParticleLayer)]
+        stores = [layer for layer in particles if layer.kind == "lod"]
+        if len(stores) > 1:
+            index = int(min(max(round(t), 0), len(stores) - 1))
+            for i, layer in enumerate(stores):
+                layer.visible = i == index
+        for layer in particles:
+            if layer.kind == "series":
+                layer.time = t
 
     # ------------------------------------------------------------------ state
     @property
@@ -218,8 +244,6 @@ class KioskController:
                 self.exit_requested = True
 
     def _apply_tour(self, t: float) -> None:
-        from lenghu.viewer.app.scenes import set_series_time
-
         b = self.current
         if b.tour is None:
             return
@@ -227,7 +251,7 @@ class KioskController:
         st = b.tour.state_at(min(max(t, 0.0), dur) if b.config.tour != "orbit" else t % dur if dur > 0 else 0.0)
         self.scene.set_camera_state(st.camera.to_dict())
         if st.series_time is not None and b.steps > 1:
-            set_series_time(self.scene, st.series_time)
+            self._series_time(b, st.series_time)
 
     def pick(self, x: float, y: float) -> Label | None:
         """Show the label of the structure nearest to pixel (x, y), if one is within reach of the tap."""

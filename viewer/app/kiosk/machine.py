@@ -172,10 +172,11 @@ class Rect:
 def button_layout(size: tuple[int, int]) -> dict[str, Rect]:
     """Large on-screen buttons (pixels, top-left origin): previous bottom-left, next bottom-right, language top-right.
 
-    Each is at least 96 px (about 2.5 cm on a 24-inch full-HD screen) and about 15% of the height.
+    Each is about 12% of the width and 15% of the height, and at least 96 px on a screen large enough.
     """
     w, h = size
-    bw, bh = max(96.0, 0.12 * w), max(96.0, 0.15 * h)
+    # at least 96 px (about 2.5 cm on a 24-inch full-HD screen), but never overlapping on tiny previews
+    bw, bh = max(0.12 * w, min(96.0, 0.25 * w)), max(0.15 * h, min(96.0, 0.28 * h))
     m = max(12.0, 0.02 * h)
     return {"previous": Rect(m, h - bh - m, bw, bh), "next": Rect(w - bw - m, h - bh - m, bw, bh),
             "language": Rect(w - bw - m, m, bw, 0.7 * bh)}
@@ -335,9 +336,13 @@ class KioskMachine:
             for q in self._pointers.values():
                 q.dragging = True  # no taps out of a pinch
             return out
-        if not p.dragging and math.hypot(e.x - p.x0, e.y - p.y0) > self.tap_px:
+        if not p.dragging:
+            if math.hypot(e.x - p.x0, e.y - p.y0) <= self.tap_px:
+                p.x, p.y = p.x0, p.y0  # still a tap: the drag, if it becomes one, starts from the press
+                return []
             p.dragging = True
-        if p.dragging and (dx or dy):
+            dx, dy = e.x - p.x0, e.y - p.y0
+        if dx or dy:
             return [Orbit(-self.orbit_deg_per_px * dx, self.orbit_deg_per_px * dy)]
         return []
 
