@@ -10,11 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lenghu.errors import LenghuError
+
 _SECTION = re.compile(r"^\s*\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
 
 
-class SectionSyntaxError(ValueError):
-    """A section string does not have the form ``[x1:x2,y1:y2]``."""
+class SectionSyntaxError(LenghuError, ValueError):
+    """A section string does not have the form ``[x1:x2,y1:y2]``.
+
+    A LenghuError (callers that know the file wrap it in :class:`~lenghu.errors.SectionError`),
+    and still a ValueError for callers that catch that.
+    """
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def header_detector(
     if len(image_shape) != 2:
         raise ShapeError(path, f"{name}: image has {len(image_shape)} axes {image_shape}; a detector needs 2")
     raw_shape = (int(image_shape[0]), int(image_shape[1]))
+    if min(raw_shape) < 1:
+        raise ShapeError(path, f"{name}: image of {raw_shape[1]}x{raw_shape[0]} pixels holds no data")
     notes: list[str] = []
     assumed: set[str] = set()
 

@@ -1,0 +1,80 @@
+"""Fuzzing instrument TOML files: mutated copies of the shipped ones and random documents."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lenghu.instruments.loader import load_instrument
+from lenghu.instruments.model import Instrument
+
+from ..faults.reliability import counted
+from .guard import only_typed_errors
+
+SHIPPED = {name: (resources.files("lenghu.instruments") / "data" / f"{name}.toml").read_text()
+           for name in ("generic", "kast_blue", "wfst")}
+
+_scalar = st.one_of(st.integers(-10**20, 10**20).map(str), st.floats(allow_nan=True).map(repr),
+                    st.text(max_size=20).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'),
+                    st.sampled_from(['"1 adu"', '"-5 electron"', '"[0:0,1:2]"', '"[1:100000000000,1:1]"', "[]",
+                                     "{}", "true", '"../../etc/passwd"', '"wfst"', '"nan electron/adu"', "1e308",
+                                     '"1 m"', '"2.5 electron/adu"', "-1", "0"]))
+
+
+@st.composite
+def mutated_toml(draw) -> str:
+    lines = SHIPPED[draw(st.sampled_from(sorted(SHIPPED)))].splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
+        i = draw(st.integers(0, len(lines) - 1))
+        action = draw(st.sampled_from(["delete", "duplicate", "value", "garble", "truncate", "swap"]))
+        if action == "delete":
+            del lines[i]
+        elif action == "duplicate":
+            lines.insert(i, lines[i])
+        elif action == "value" and "=" in lines[i]:
+            lines[i] = lines[i].split("=", 1)[0] + "= " + draw(_scalar)
+        elif action == "garble":
+            lines[i] = draw(st.text(max_size=30))
+        elif action == "truncate":
+            lines = lines[:i]
+        elif action == "swap":
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.reliability(kind="fuzz", case="instrument TOML files: shipped files with lines deleted, duplicated, "
+                                           "swapped, garbled, truncated or given random values",
+                         promise="an Instrument or a ConfigError naming the file; nothing else")
+@given(text=mutated_toml())
+@counted
+def test_mutated_instrument_files(text, tmp_path_factory):
+    path = tmp_path_factory.mktemp("inst") / "camera.toml"
+    path.write_text(text)
+    result = only_typed_errors(load_instrument, path)
+    if not isinstance(result, Instrument):
+        assert str(path) in str(result) or "lenghu/instruments/data" in str(result), result
+
+
+@pytest.mark.reliability(kind="fuzz", case="instrument TOML files: random bytes and random text",
+                         promise="a ConfigError naming the file; nothing else")
+@given(data=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
+@counted
+def test_random_instrument_files(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("inst") / "camera.toml"
+    path.write_bytes(data)
+    only_typed_errors(load_instrument, path)
+
+
+def test_an_extends_loop_is_a_config_error(tmp_path):
+    from lenghu.errors import ConfigError
+
+    (tmp_path / "a.toml").write_text(f'extends = "{tmp_path / "b.toml"}"\n')
+    (tmp_path / "b.toml").write_text(f'extends = "{tmp_path / "a.toml"}"\n')
+    with pytest.raises(ConfigError, match="loop"):
+        load_instrument(tmp_path / "a.toml")
