@@ -54,6 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--gl", choices=("egl", "osmesa"), help="headless OpenGL backend to try first")
     parser.add_argument("--heartbeat", metavar="FILE", help=argparse.SUPPRESS)  # set by --supervise
     parser.add_argument("--state", metavar="FILE", help=argparse.SUPPRESS)  # set by --supervise
+    parser.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)  # a supervisor's ready spare
     return parser
 
 
@@ -127,6 +128,7 @@ def _supervise(args, show) -> int:
 
 def _live(args, show) -> int:
     import os
+    import sys
     from pathlib import Path
 
     from lenghu.io.atomic import write_bytes_atomic
@@ -141,11 +143,10 @@ def _live(args, show) -> int:
 
             write_bytes_atomic(state_path, json.dumps({**position, "pid": os.getpid()}).encode())
 
-    usage = UsageLog(show.usage_log) if show.usage_log else None
     size = args.size or show.size
     if args.headless:
         backend = os.environ.get("LENGHU_KIOSK_GL")
-        if backend:
+        if backend:  # chosen by the supervisor: no probe (a faster restart)
             import vispy
 
             vispy.use(app=backend)
@@ -153,14 +154,24 @@ def _live(args, show) -> int:
             from lenghu.viewer.app.headless import use_headless_gl
 
             use_headless_gl(args.gl)
-    controller = KioskController(show, size, start_scene=resume_position(state_path, show), usage=usage,
-                                 on_position=save_position)
+    controller = KioskController(show, size)
     controller.preload()
-    try:
-        if args.headless:
-            from lenghu.viewer.app.kiosk.view import KioskView, run_headless_loop
+    view = None
+    if args.headless:
+        from lenghu.viewer.app.kiosk.view import KioskView, run_headless_loop
 
-            view = KioskView(controller, heartbeat=args.heartbeat)
+        view = KioskView(controller)
+        view.render()  # compiles every shader now, not after a restart
+    if args.standby:  # wait, fully loaded, until the supervisor needs this process
+        if sys.stdin.readline().strip() != "go":
+            return 0
+    usage = UsageLog(show.usage_log) if show.usage_log else None
+    controller.usage = usage
+    controller.on_position = save_position
+    controller.resume(resume_position(state_path, show))
+    try:
+        if view is not None:
+            view.heartbeat = Path(args.heartbeat) if args.heartbeat else None
             try:
                 run_headless_loop(view)
             finally:
@@ -169,7 +180,12 @@ def _live(args, show) -> int:
         from lenghu.viewer.app.kiosk.window import KioskWindow
 
         window = KioskWindow(controller, fullscreen=not args.windowed, heartbeat=args.heartbeat)
-        return window.run()
+        code = window.run()
     finally:
         if usage is not None:
             usage.close()
+    # PySide6 with VisPy can abort while the interpreter tears the widgets down ("none_dealloc"); the
+    # supervisor would take that for a crash and restart an exhibit the admin just closed
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

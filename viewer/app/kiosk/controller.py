@@ -120,6 +120,14 @@ class KioskController:
             self.bundles[index] = load_bundle(self.show.scenes[index], self.size)
         return self.bundles[index]
 
+    def resume(self, index: int) -> None:
+        """Jump to playlist scene ``index`` (a supervised restart resuming where the last kiosk was)."""
+        st = self.machine.state
+        st.scene = int(index) % len(self.show.scenes)
+        st.scene_started = st.now
+        self._show_scene(st.scene)
+        self._apply_tour(0.0)
+
     def preload(self) -> None:
         """Load every scene now (a live kiosk: no frame then waits for the disk at a scene change)."""
         for i in range(len(self.show.scenes)):

@@ -9,7 +9,13 @@ supervisor polls every ``poll_seconds``:
 - the heartbeat is older than ``heartbeat_timeout`` seconds (a hang, a frozen process): the child's
   whole process group is killed (SIGKILL also ends a stopped process) and it is started again.
 
-Until its first beat a child has ``startup_timeout`` seconds (loading the show). A crash loop is slowed
+Until its first beat a child has ``startup_timeout`` seconds (loading the show).
+
+Restarting from nothing costs seconds (Python, NumPy, Astropy and VisPy imports, loading the show,
+compiling shaders: 3-4 s on a loaded 2-core machine), too close to the 5 s promise. So the supervisor
+keeps a **standby** child (``--standby``) that has done all of that and waits on its standard input;
+a restart sends it ``go``, it reads the resume state, jumps to that scene and draws (well under a
+second), and a new standby is started behind it. Without a ready standby a fresh child is started. A crash loop is slowed
 down (``backoff``) so a broken installation does not spin the CPU. SIGTERM/SIGINT to the supervisor
 (``systemctl stop``) end the child and the supervisor.
 """
@@ -43,6 +49,8 @@ class Supervisor:
     poll_seconds : float, s
     env : dict, optional
         Environment of the child (default: this process's).
+    use_standby : bool
+        Keep a ready standby child for fast restarts.
     """
 
     command: list[str]
@@ -51,8 +59,10 @@ class Supervisor:
     startup_timeout: float = 120.0
     poll_seconds: float = 0.05
     env: dict | None = None
+    use_standby: bool = True
     restarts: int = field(default=0, init=False)
     child: subprocess.Popen | None = field(default=None, init=False)
+    standby: subprocess.Popen | None = field(default=None, init=False)
     _stop: bool = field(default=False, init=False)
     _crash_times: list = field(default_factory=list, init=False)
 
@@ -68,16 +78,36 @@ class Supervisor:
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
 
+    def _spawn(self, standby: bool) -> subprocess.Popen:
+        cmd = list(self.command) + ["--heartbeat", str(self.heartbeat), "--state", str(self.state)]
+        if standby:
+            cmd.append("--standby")
+        return subprocess.Popen(cmd, env=self.env, start_new_session=True,
+                                stdin=subprocess.PIPE if standby else None, text=True)
+
     def start(self) -> subprocess.Popen:
+        """Make a child the active kiosk (the standby when one is alive, else a fresh one); start a new standby."""
         if self.heartbeat.exists():
             self.heartbeat.unlink()
-        cmd = list(self.command) + ["--heartbeat", str(self.heartbeat), "--state", str(self.state)]
-        self.child = subprocess.Popen(cmd, env=self.env, start_new_session=True)
+        spare = self.standby
+        self.standby = None
+        if spare is not None and spare.poll() is None:
+            try:
+                spare.stdin.write("go\n")
+                spare.stdin.flush()
+                self.child = spare
+            except (BrokenPipeError, OSError):
+                self._kill(spare)
+                self.child = self._spawn(False)
+        else:
+            self.child = self._spawn(False)
         self._started = time.time()
+        if self.use_standby:
+            self.standby = self._spawn(True)
         return self.child
 
-    def _kill(self) -> None:
-        child = self.child
+    def _kill(self, child: subprocess.Popen | None = None) -> None:
+        child = self.child if child is None else child
         if child is None or child.poll() is not None:
             return
         try:
@@ -135,6 +165,7 @@ class Supervisor:
             return 0
         finally:
             self._kill()
+            self._kill(self.standby)
             for s, handler in old.items():
                 signal.signal(s, handler)
 

@@ -29,10 +29,13 @@ class KioskView:
         Font face of the overlay (default: a CJK font from fontconfig).
     heartbeat : path, optional
         A file whose modification time is set after every frame (the supervisor's watchdog reads it).
+    beat_on_draw : bool
+        Count frames and beat on the canvas's draw events (a canvas embedded in a Qt window).
     """
 
     def __init__(self, controller, show: bool = False, app=None, wait_for_data: bool = False,
-                 face: str | None = None, heartbeat: str | Path | None = None, **canvas_kwargs):
+                 face: str | None = None, heartbeat: str | Path | None = None, beat_on_draw: bool = False,
+                 **canvas_kwargs):
         from lenghu.viewer.app.kiosk.fonts import cjk_face
         from lenghu.viewer.render import SceneRenderer
         from lenghu.viewer.render.kiosk_overlay import KioskOverlay
@@ -44,7 +47,7 @@ class KioskView:
         self.overlay = KioskOverlay(self.renderer, face if face is not None else cjk_face())
         self.heartbeat = Path(heartbeat) if heartbeat else None
         self.frames = 0
-        if show:
+        if show or beat_on_draw:  # a window draws on its own: count and beat after each of its draws
             self.canvas.events.draw.connect(self._after_draw, position="last")
         self.update_overlay()
 

@@ -53,7 +53,7 @@ class KioskWindow:
                          fromlist=["QtWidgets"])
         core = __import__(qtw.__name__.replace("QtWidgets", "QtCore"), fromlist=["QtCore"])
         self.controller = controller
-        self.view = KioskView(controller, show=False, app=backend, heartbeat=heartbeat)
+        self.view = KioskView(controller, show=False, app=backend, heartbeat=heartbeat, beat_on_draw=True)
         self.canvas = self.view.canvas
         self.renderer = self.view.renderer
         self.renderer.interactive = True
@@ -116,9 +116,7 @@ class KioskWindow:
     # ------------------------------------------------------------------ input
     def _feed(self, event) -> None:
         try:
-            self.controller.handle(event)
-            if self.controller.exit_requested:
-                self.quit(0)
+            self.controller.handle(event)  # an exit request is acted on by the next tick, outside Qt's handler
         except Exception:
             log.exception("kiosk input failed: exiting for the supervisor to restart it")
             os._exit(3)
@@ -154,7 +152,8 @@ class KioskWindow:
 
         self.exit_code = code
         self.timer.stop()
-        self.shell.close()
+        # no shell.close()/hide(): hiding the GL widget here aborts PySide6 ("none_dealloc"); the
+        # event loop ends and `lenghu kiosk` leaves with os._exit, which takes the window away
         app.quit()
 
     def run(self) -> int:
