@@ -95,7 +95,9 @@ class _Source:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AstropyUserWarning)
-                self._hdul = fits.open(path, memmap=True, mode="readonly")
+                # memmap=False: hdu.section then reads only the rows asked for, with plain reads (a memory map's
+                # touched pages would stay resident and count against the process, up to the whole image)
+                self._hdul = fits.open(path, memmap=False, mode="readonly", lazy_load_hdus=True)
                 candidates = [self._hdul[hdu]] if hdu is not None else list(self._hdul)
                 for h in candidates:
                     if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2:
@@ -207,8 +209,13 @@ def build_pyramid(source, out: str | Path, options: PyramidOptions | None = None
             prev_tiles = tiles[-1]
             shape = ((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2)
             new_tiles = _tiles_of(shape, t)
-            prev = np.memmap(work / level_file(k - 1), dtype="<f4", mode="r",
-                             shape=(prev_tiles[0], prev_tiles[1], t, t))
+            prev_file = work / level_file(k - 1)
+
+            def prev_tiles_row(cy, c0, c1, _file=prev_file, _n=prev_tiles[1]):
+                """Tiles c0 .. c1 of tile row cy of the level below, (c1 - c0, t, t): one read (no memory map)."""
+                data = np.fromfile(_file, dtype="<f4", count=(c1 - c0) * t * t, offset=4 * t * t * (cy * _n + c0))
+                return data.reshape(c1 - c0, t, t)
+
             g = opt.group_tiles * 2  # child tiles across per group (even)
             with open(work / level_file(k), "wb") as handle:
                 for ty in range(new_tiles[0]):
@@ -219,7 +226,7 @@ def build_pyramid(source, out: str | Path, options: PyramidOptions | None = None
                         for dy in range(2):
                             cy = 2 * ty + dy
                             if cy < prev_tiles[0]:
-                                part = np.asarray(prev[cy, c0:c1])  # (c1 - c0, t, t)
+                                part = prev_tiles_row(cy, c0, c1)
                                 block[dy * t:(dy + 1) * t, : (c1 - c0) * t] = part.transpose(1, 0, 2).reshape(
                                     t, (c1 - c0) * t)
                         half = _half(block)  # (t, ceil((c1 - c0) / 2) * t)
@@ -227,7 +234,6 @@ def build_pyramid(source, out: str | Path, options: PyramidOptions | None = None
                         n = half.shape[1] // t
                         row[p0:p0 + n] = half.reshape(t, n, t).transpose(1, 0, 2)
                     row.tofile(handle)
-            del prev
             shapes.append(shape)
             tiles.append(new_tiles)
             say(f"level {k}", 1.0)
