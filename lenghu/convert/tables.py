@@ -111,10 +111,12 @@ def read_table(path: str | Path, hdu: int | str | None = None):
         return _read_parquet(path)
     if fmt == "votable":
         return _read_votable(path)
-    if fmt == "ecsv":
-        return Table.read(path, format="ascii.ecsv")
-    if fmt == "csv":
-        return Table.read(path, format="ascii.csv")
+    if fmt in ("ecsv", "csv"):
+        try:
+            return Table.read(path, format=f"ascii.{fmt}")
+        except (UnicodeDecodeError, ValueError) as exc:  # found by fuzzing: a damaged FITS file sniffed as CSV
+            raise TableFormatError(path, f"not a readable {fmt.upper()} table: {type(exc).__name__}: "
+                                         f"{str(exc)[:200]}") from exc
     if fmt == "hdf5":
         return _text_columns(Table.read(path, format="hdf5", path=HDF5_PATH))
     raise TableFormatError(path, f"not a catalogue lenghu reads (content: {fmt})")

@@ -195,7 +195,7 @@ def _grid_detector(entry: Mapping[str, Any], template: Mapping[str, Any], index:
     grid = AmplifierGrid(
         rows=int(merged["amplifier_rows"]),
         columns=int(merged["amplifier_columns"]),
-        amp_shape=tuple(int(v) for v in merged["amplifier_shape"]),
+        amp_shape=_pair(merged["amplifier_shape"], "amplifier_shape"),
         overscan_columns=int(merged.get("overscan_columns", 0)),
     )
     return grid_detector(
@@ -215,6 +215,14 @@ def _grid_detector(entry: Mapping[str, Any], template: Mapping[str, Any], index:
         pixel_size=quantity(merged.get("pixel_size", 15.0), u.um, "pixel_size"),
         assumed=frozenset(merged.get("assumed", ())),
     )
+
+
+def _pair(value: Any, field: str) -> tuple[int, int]:
+    """Two positive integers ``[ny, nx]`` (found by fuzzing: ``shape = ""`` gave an IndexError later)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ValueError(f"field {field!r}: {value!r} is not two positive integers [ny, nx]")
+    return int(value[0]), int(value[1])
 
 
 def _mosaic_shape(entry: Mapping[str, Any], total: int) -> tuple[int, int]:
@@ -277,8 +285,8 @@ def _explicit_detector(entry: Mapping[str, Any], index: int) -> Detector:
         name=entry["name"],
         index=index,
         hdu=entry.get("hdu", 0),
-        shape=tuple(int(v) for v in entry["shape"]),
-        raw_shape=tuple(int(v) for v in entry["raw_shape"]),
+        shape=_pair(entry["shape"], "shape"),
+        raw_shape=_pair(entry["raw_shape"], "raw_shape"),
         amplifiers=tuple(amps),
         offset=tuple(float(v) for v in entry.get("offset", (0.0, 0.0))),
         dark_current=quantity(entry.get("dark_current", 0.0), u.electron / u.s, "dark_current"),

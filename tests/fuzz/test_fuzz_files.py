@@ -161,3 +161,16 @@ def test_random_gadget2_header_fields(field, index, value, which, tmp_path_facto
         snap = only_typed_errors(read_snapshot, path)
         if not isinstance(snap, LenghuError):
             _compute_positions(snap)
+
+
+def test_a_damaged_fits_file_sniffed_as_csv_is_a_typed_error(tmp_path):
+    """Regression (found by test_mutated_fits_files): a FITS file whose first byte was flipped was read
+    as CSV (its header has commas) and raised UnicodeDecodeError from its binary data."""
+    from lenghu.io.inspect import describe
+
+    data = bytearray(_load("ccd/wfpc2_mef/test0.fits"))
+    data[0] = 1
+    path = tmp_path / "damaged.fits"
+    path.write_bytes(bytes(data))
+    with pytest.raises(LenghuError, match="damaged.fits"):
+        describe(path)

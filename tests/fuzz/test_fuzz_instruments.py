@@ -78,3 +78,14 @@ def test_an_extends_loop_is_a_config_error(tmp_path):
     (tmp_path / "b.toml").write_text(f'extends = "{tmp_path / "a.toml"}"\n')
     with pytest.raises(ConfigError, match="loop"):
         load_instrument(tmp_path / "a.toml")
+
+
+def test_a_shape_that_is_not_two_integers_is_a_config_error(tmp_path):
+    """Regression (found by test_mutated_instrument_files): ``shape = ""`` raised IndexError."""
+    from lenghu.errors import ConfigError
+
+    path = tmp_path / "kast.toml"
+    path.write_text(SHIPPED["kast_blue"].replace("shape = [350, 2048]", 'shape = ""'))
+    assert 'shape = ""' in path.read_text()
+    with pytest.raises(ConfigError, match="shape"):
+        load_instrument(path)
