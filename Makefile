@@ -10,7 +10,7 @@ SYSTEM_STAMP := $(VENV)/.system-checked
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all setup system demo test bench fuzz sample-data clean
+.PHONY: all setup system demo test bench fuzz reliability sample-data clean
 
 all: test
 
@@ -28,8 +28,20 @@ $(STAMP): pyproject.toml setup.py
 demo: setup
 	$(VENV)/bin/lenghu demo --out $(DEMO_OUT)
 
+# The test run records its fault, fuzzing and security cases (tests/faults/reliability.py);
+# docs/reliability.md is rendered from them whatever the outcome, and the run's status kept.
 test: setup
-	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS); status=$$?; \
+	$(PY) tools/reliability_table.py || status=1; exit $$status
+
+# Long fuzzing before a release: the `fuzz` hypothesis profile (2000 examples per fuzzer).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz LENGHU_RELIABILITY_JSON=build/reliability-fuzz.json \
+	$(PY) -m pytest -q -n 2 tests/fuzz $(PYTEST_ARGS); status=$$?; \
+	$(PY) tools/reliability_table.py || status=1; exit $$status
+
+reliability:
+	$(PY) tools/reliability_table.py
 
 bench: setup
 	$(PY) benchmarks/run.py --out BENCHMARKS.md

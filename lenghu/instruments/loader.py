@@ -175,6 +175,14 @@ def _detectors(table: Mapping[str, Any]) -> tuple[Detector, ...]:
     entries = table.get("detector", [])
     if not entries:
         raise ValueError("no [[detector]] tables")
+    # found by fuzzing: with a [[detector]] line lost, TOML gives a table or strings here
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("'detector' must be a list of [[detector]] tables")
+    for entry in entries:
+        amps = entry.get("amplifier", [])
+        if not isinstance(amps, list) or not all(isinstance(a, dict) for a in amps):
+            raise ValueError(f"detector {entry.get('name')!r}: 'amplifier' must be a list of "
+                             "[[detector.amplifier]] tables")
     template = table.get("detector_template")
     if template is not None:
         return tuple(_grid_detector(entry, template, i + 1, len(entries)) for i, entry in enumerate(entries))

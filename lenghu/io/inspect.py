@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.io.fits.verify import VerifyError
+
+from lenghu.errors import UnreadableFileError
 
 FITS_MAGIC = b"SIMPLE  ="
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -445,7 +448,12 @@ def describe(path: str | Path) -> FileInfo:
     fmt = sniff(path)
     size = _size(path)
     if fmt in ("fits", "fits-gzip"):
-        hdus, quirks = _fits_hdus(path)
+        try:
+            hdus, quirks = _fits_hdus(path)
+        except (VerifyError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
+            # found by fuzzing: a card that cannot be parsed (BSCALE = 'text', a damaged BITPIX) raised
+            # astropy's or Python's own error from deep inside the scan
+            raise UnreadableFileError(path, f"damaged header: {type(exc).__name__}: {str(exc)[:200]}") from exc
         kind = _fits_kind(hdus)
         if any(h.type == "COMPRESSED_IMAGE" for h in hdus):
             fmt = "fits-fz"

@@ -129,6 +129,8 @@ def pytest_runtest_logreport(report) -> None:
             record[key] = props[key]
     if outcome == "failed":
         record["failure"] = str(report.longrepr).strip().splitlines()[-1][:300] if report.longrepr else ""
+    elif outcome in ("xfailed", "xpassed"):
+        record["failure"] = str(report.wasxfail)[:400]
     _records.append(record)
 
 

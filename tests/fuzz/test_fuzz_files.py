@@ -174,3 +174,20 @@ def test_a_damaged_fits_file_sniffed_as_csv_is_a_typed_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(LenghuError, match="damaged.fits"):
         describe(path)
+
+
+@pytest.mark.parametrize("card", ["BSCALE  = 'not a number'", "BSCALE  = '      1 / DATA SCALE FACTOR'",
+                                  "BSCALE  = 1.0.0", "BITPIX  =                   17"])
+def test_an_unparsable_scaling_card_is_a_typed_error(card, tmp_path):
+    """Regression (found by the long fuzz run): an unparsable BSCALE raised astropy's VerifyError or a
+    ValueError out of `lenghu info`; an invalid BITPIX a KeyError."""
+    from lenghu.io.inspect import describe
+
+    data = bytearray(_load("ccd/kast_blue/b21.fits.gz"))
+    key = card[:8].encode()
+    at = next(i for i in range(0, 2880 * 10, 80) if data[i:i + 8] == key)
+    data[at:at + 80] = card.ljust(80).encode()
+    path = tmp_path / "scaled.fits"
+    path.write_bytes(bytes(data))
+    with pytest.raises(LenghuError, match="scaled.fits"):
+        describe(path)

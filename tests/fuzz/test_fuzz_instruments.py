@@ -89,3 +89,14 @@ def test_a_shape_that_is_not_two_integers_is_a_config_error(tmp_path):
     assert 'shape = ""' in path.read_text()
     with pytest.raises(ConfigError, match="shape"):
         load_instrument(path)
+
+
+def test_a_lost_detector_header_line_is_a_config_error(tmp_path):
+    """Regression (found by the long fuzz run): without its ``[[detector]]`` line the amplifiers became
+    a table of strings and the loader raised AttributeError."""
+    from lenghu.errors import ConfigError
+
+    path = tmp_path / "kast.toml"
+    path.write_text(SHIPPED["kast_blue"].replace("[[detector]]\n", "", 1))
+    with pytest.raises(ConfigError, match="detector"):
+        load_instrument(path)
