@@ -3,8 +3,10 @@
 The frames are those of the issue: 10 biases, 10 flats and 4 science frames
 of 4096 x 4160 pixels (4096 data columns and 64 overscan columns, one
 amplifier, ``generic`` instrument: sections and gain from the headers). Each
-side runs in its own subprocess; peak memory is the largest sum of the RSS of
-the process and all its children (Dask workers included), sampled every 0.1 s.
+side runs in its own subprocess; peak memory is the largest sum of the PSS
+(proportional set size) of the process and all its children (Dask workers
+included), sampled every 0.1 s; the RSS sum, which counts shared pages once per
+process, is in the notes (see :class:`Measured`).
 
 Steps on both sides: overscan (per-row median), trim, gain, master bias
 (median, 3-sigma clip about the median with MAD spread), master flat (each
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,26 +109,59 @@ CCDPROC_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _measure(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS of the process tree (MB), and stdout."""
+@dataclass(frozen=True)
+class Measured:
+    """One command's wall time and peak memory of its process tree (sampled every 0.1 s).
+
+    ``pss_mb`` is the peak of the summed proportional set sizes (psutil
+    ``memory_full_info().pss``): a page shared by several processes (a
+    library, a file mapped by two Dask workers) counts once in total.
+    ``rss_mb`` is the peak of the summed resident set sizes, which counts
+    such pages once per process that maps them. The benchmark's memory
+    figures are PSS on both sides (ccdproc is one process: its PSS and RSS
+    differ by its share of shared libraries).
+    """
+
+    wall: float
+    pss_mb: float
+    rss_mb: float
+    stdout: str
+
+
+def measure(cmd: list[str], cwd: Path | None = None) -> Measured:
+    """Run ``cmd``; see :class:`Measured`."""
     import psutil
 
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     parent = psutil.Process(proc.pid)
-    peak = 0
+    peak_pss = peak_rss = 0
     while proc.poll() is None:
         try:
             procs = [parent] + parent.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
         except psutil.Error:
-            pass
+            procs = []
+        pss = rss = 0
+        for p in procs:
+            try:
+                info = p.memory_full_info()
+            except psutil.Error:  # ended between listing and reading
+                continue
+            pss += info.pss
+            rss += info.rss
+        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
         time.sleep(0.1)
     wall = time.perf_counter() - start
     stdout, stderr = proc.communicate()
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {stderr[-2000:]}")
-    return wall, peak / 2**20, stdout
+    return Measured(wall, peak_pss / 2**20, peak_rss / 2**20, stdout)
+
+
+def _measure(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak PSS of the process tree (MB), and stdout."""
+    m = measure(cmd, cwd)
+    return m.wall, m.pss_mb, m.stdout
 
 
 def _lenghu(raw: Path, out: Path, stages: str, workers: int, extra: list[str] | None = None):

@@ -67,7 +67,13 @@ def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
     # simulated night had 80 of 576 columns flagged). A column median is never known better than
     # its statistical error, 1.2533 sigma_pixel / sqrt(rows), with sigma_pixel from row-to-row
     # differences (free of the column structure being tested).
-    pixel = 1.4826 * np.nanmedian(np.abs(np.diff(image, axis=0))) / np.sqrt(2.0) if image.shape[0] > 1 else 0.0
+    if image.shape[0] > 1:  # one float32 array of row differences, made in place (a full CCD: 340 MB)
+        diff = np.subtract(image[1:], image[:-1], dtype=np.float32)
+        np.abs(diff, out=diff)
+        pixel = 1.4826 * float(bn.nanmedian(diff)) / np.sqrt(2.0)
+        del diff
+    else:
+        pixel = 0.0
     floor = 1.2533 * pixel / np.sqrt(image.shape[0])
     bad = np.abs(resid) > sigma * max(scale, floor if np.isfinite(floor) else 0.0, 1e-6)
     return np.broadcast_to(bad[None, :], image.shape)
@@ -87,8 +93,8 @@ def finish_master(kind: MasterKind, image: np.ndarray, variance: np.ndarray, n_u
     exposure : float
         Exposure time of the combined darks, seconds (darks are divided by it).
     """
-    image = image.astype(np.float32)
-    variance = variance.astype(np.float32)
+    image = image.astype(np.float32, copy=False)
+    variance = variance.astype(np.float32, copy=False)
     mask = np.zeros(image.shape, dtype=MASK_DTYPE)
     mask[n_used == 0] |= MASK_DTYPE(MaskBit.NO_DATA)
     quality = {"n_inputs": int(n_inputs), "rejected_fraction": float(1 - n_used.sum() / (n_inputs * n_used.size))}
