@@ -372,6 +372,13 @@ def _data_size(header: fits.Header, path, index: int) -> int:
         raise UnreadableFileError(path, f"HDU {index}: NAXIS = {naxis}")
     if naxis == 0:
         return 0
+    # found by fuzzing: an unparsable BSCALE/BZERO got as far as scaling the pixels (a bare ValueError)
+    for key in ("BSCALE", "BZERO"):
+        if key in header:
+            value = _get(header, key)
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+                    or not math.isfinite(value)):
+                raise UnreadableFileError(path, f"HDU {index}: {key} = {value!r} is not a finite number")
     axes = [integer(f"NAXIS{i}") for i in range(1, naxis + 1)]
     if axes[0] == 0 and _get(header, "GROUPS") is True:
         axes = axes[1:]

@@ -191,3 +191,21 @@ def test_an_unparsable_scaling_card_is_a_typed_error(card, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(LenghuError, match="scaled.fits"):
         describe(path)
+
+
+@pytest.mark.parametrize("card", ["BSCALE  = '      1 / DATA SCALE FACTOR'", "BZERO   = 'text'"])
+def test_an_unparsable_scaling_card_is_refused_by_the_raw_reader(card, tmp_path):
+    """Regression (found by the long fuzz run): the raw reader scaled pixels with an unparsable BSCALE
+    and raised a bare ValueError."""
+    from lenghu.errors import UnreadableFileError
+    from lenghu.io.raw import instrument_for, read_raw
+
+    data = bytearray(_load("ccd/kast_blue/b21.fits.gz"))
+    at = next(i for i in range(0, 2880 * 10, 80) if data[i:i + 8] == card[:8].encode())
+    data[at:at + 80] = card.ljust(80).encode()
+    path = tmp_path / "scaled.fits"
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnreadableFileError, match="scaled.fits"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read_raw(path, instrument_for(path, "kast_blue"))
