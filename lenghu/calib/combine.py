@@ -95,6 +95,8 @@ def combine_stack(stack: np.ndarray, config: CombineConfig, sample_variance: boo
     :func:`model_variance` instead (see there why) and pass
     ``sample_variance=False`` to skip it.
     """
+    if _sorted_path_applies(np.shape(stack)[0], config, sample_variance):
+        return _combine_sorted(np.asarray(stack), config)
     # bottleneck's NaN-aware reductions are about 5x faster than numpy's and
     # avoid masked arrays; the clipping logic itself is astropy's, restated.
     values = np.array(stack, dtype=np.result_type(np.asarray(stack).dtype, np.float32), copy=True)
@@ -143,6 +145,126 @@ def combine_stack(stack: np.ndarray, config: CombineConfig, sample_variance: boo
     return CombinedStrip(
         image=np.asarray(image, dtype=np.float32),
         variance=np.nan_to_num(variance, nan=np.inf, posinf=np.inf).astype(np.float32),
+        n_used=n_used,
+        kept=kept,
+        n_valid=n_valid,
+    )
+
+
+#: Most frames combined through a sorting network (beyond, bottleneck's medians are cheaper).
+MAX_SORTED_FRAMES = 64
+
+
+def _sorted_path_applies(n: int, config: CombineConfig, sample_variance: bool) -> bool:
+    return (not sample_variance and 1 <= n <= MAX_SORTED_FRAMES and config.method == "median"
+            and config.center == "median" and config.deviation == "mad_std"
+            and not config.reject_low and not config.reject_high)
+
+
+@lru_cache(maxsize=None)
+def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
+    """Compare-exchange pairs of Batcher's odd-even merge sort for ``n`` inputs (n log^2 n pairs)."""
+    pairs = []
+    size = 1
+    while size < n:
+        size *= 2
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
+
+
+def _network_sort(planes: list[np.ndarray]) -> list[np.ndarray]:
+    """Sort a list of equal-shape arrays elementwise (in place of the list; NaN must be +inf)."""
+    for a, b in sorting_network(len(planes)):
+        low = np.minimum(planes[a], planes[b])
+        np.maximum(planes[a], planes[b], out=planes[b])
+        planes[a] = low
+    return planes
+
+
+def _middle(sorted_stack: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Median of ``sorted_stack[lo:hi]`` along axis 0, per pixel (NaN where the range is empty).
+
+    Most pixels keep every value (``lo == 0``, ``hi == n``): their median is two planes'
+    mean; only the others are gathered one by one.
+    """
+    n = sorted_stack.shape[0]
+    two = sorted_stack.dtype.type(2)
+    with np.errstate(invalid="ignore"):
+        middle = (sorted_stack[(n - 1) // 2] + sorted_stack[n // 2]) / two
+    where = np.nonzero((lo != 0) | (hi != n))
+    if where[0].size:
+        first = lo[where]
+        m = hi[where] - first
+        i1 = np.clip(first + (m - 1) // 2, 0, n - 1)
+        i2 = np.clip(first + m // 2, 0, n - 1)
+        with np.errstate(invalid="ignore"):
+            value = (sorted_stack[(i1,) + where] + sorted_stack[(i2,) + where]) / two
+        value[m <= 0] = np.nan
+        middle[where] = value
+    return middle
+
+
+def _combine_sorted(stack: np.ndarray, config: CombineConfig) -> CombinedStrip:
+    """:func:`combine_stack` for the default (median, median/MAD clipping) by sorting each pixel's values.
+
+    Hand-written because this is where a master spends most of its time: a
+    sorting network of elementwise minimum/maximum over whole frames (Batcher,
+    32 compare-exchanges for 10 frames) sorts every pixel's values at once,
+    about 3x faster than bottleneck's median along the stack axis, and on
+    sorted values everything sigma clipping needs is an index: the values
+    kept are a contiguous range, their median its middle, and each iteration
+    only narrows the range. The same answer as the general path (values
+    strictly beyond ``center -/+ sigma * MAD_TO_STD * MAD`` rejected;
+    tests/lenghu/test_calib.py compares them).
+    """
+    dtype = np.result_type(stack.dtype, np.float32)
+    inf = dtype.type(np.inf)
+    finite = np.isfinite(stack)
+    n_valid = finite.sum(axis=0).astype(np.int16)
+    planes = [np.where(finite[i], stack[i].astype(dtype, copy=False), inf) for i in range(stack.shape[0])]
+    ordered = np.stack(_network_sort(planes))
+    lo = np.zeros(n_valid.shape, dtype=np.int64)
+    hi = n_valid.astype(np.int64)
+    index = np.arange(ordered.shape[0])[:, None, None] if ordered.ndim == 3 else np.arange(ordered.shape[0])[:, None]
+    clip = config.sigma_lower is not None or config.sigma_upper is not None
+    center = _middle(ordered, lo, hi)
+    for _ in range(config.maxiters if clip else 0):
+        inside = (index >= lo) & (index < hi)
+        deviations = _network_sort([np.where(inside[i], np.abs(ordered[i] - center), inf)
+                                    for i in range(ordered.shape[0])])
+        spread = dtype.type(MAD_TO_STD) * _middle(np.stack(deviations), np.zeros_like(lo), hi - lo)
+        del deviations
+        new_lo, new_hi = lo, hi
+        with np.errstate(invalid="ignore"):
+            if config.sigma_lower is not None:
+                low = center - dtype.type(config.sigma_lower) * spread
+                new_lo = np.maximum(lo, (ordered < low).sum(axis=0))
+            if config.sigma_upper is not None:
+                high = center + dtype.type(config.sigma_upper) * spread
+                new_hi = np.minimum(hi, (ordered <= high).sum(axis=0))
+        new_hi = np.maximum(new_hi, new_lo)
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            break
+        lo, hi = new_lo, new_hi
+        center = _middle(ordered, lo, hi)
+    n_used = (hi - lo).astype(np.int16)
+    first = np.take_along_axis(ordered, np.minimum(lo, ordered.shape[0] - 1)[None], axis=0)[0]
+    last = np.take_along_axis(ordered, np.clip(hi - 1, 0, ordered.shape[0] - 1)[None], axis=0)[0]
+    with np.errstate(invalid="ignore"):
+        kept = finite & (stack >= first) & (stack <= last) & (n_used > 0)
+    return CombinedStrip(
+        image=np.asarray(center, dtype=np.float32),
+        variance=np.full(n_used.shape, np.inf, dtype=np.float32),
         n_used=n_used,
         kept=kept,
         n_valid=n_valid,

@@ -145,3 +145,31 @@ def test_cosmic_rays_found_in_strips_equal_the_whole_frame_run(niter):
         assert differ.sum() == 0, f"{differ.sum()} CR pixels differ with {rows}-row strips (rows {np.nonzero(differ)[0]})"
         np.testing.assert_array_equal(strips.sci, whole.sci)
         np.testing.assert_array_equal(strips.var, whole.var)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 10, 11, 23])
+@pytest.mark.parametrize("maxiters", [1, 3])
+def test_combine_by_sorting_network_equals_the_general_path(n, maxiters, monkeypatch):
+    """The masters' combine (median of median/MAD-clipped values, by a sorting network) gives the
+    same image, counts and kept values as the general bottleneck path, NaN, ties and outliers included."""
+    import lenghu.calib.combine as combine
+
+    rng = np.random.default_rng(n + 10 * maxiters)
+    stack = np.round(rng.normal(1000, 5, (n, 60, 70))).astype(np.float32)  # rounded: many ties
+    stack[:, 5, 5] = 9000.0
+    stack[0, 7, 7] = 9000.0
+    stack[-1, 8, 8] = np.nan
+    stack[:, 9, 9] = np.nan
+    stack[0, 10, 10] = -5000.0
+    config = CombineConfig(maxiters=maxiters)
+    assert combine._sorted_path_applies(n, config, sample_variance=False)
+    fast = combine_stack(stack, config, sample_variance=False)
+    monkeypatch.setattr(combine, "MAX_SORTED_FRAMES", 0)
+    general = combine_stack(stack, config, sample_variance=False)
+    np.testing.assert_array_equal(fast.image, general.image)
+    np.testing.assert_array_equal(fast.n_used, general.n_used)
+    np.testing.assert_array_equal(fast.kept, general.kept)
+    np.testing.assert_array_equal(fast.n_valid, general.n_valid)
+    if n >= 4:
+        assert fast.n_used[5, 5] == n and fast.n_used[7, 7] <= n - 1 and fast.n_used[9, 9] == 0
+        assert not fast.kept[0, 7, 7]  # the outlier was rejected
