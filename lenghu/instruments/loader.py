@@ -210,8 +210,8 @@ def _grid_detector(entry: Mapping[str, Any], template: Mapping[str, Any], index:
         name=entry["name"],
         index=index,
         grid=grid,
-        position=tuple(entry.get("position", (0, index - 1))),
-        gap=tuple(merged.get("mosaic_gap", (0, 0))),
+        position=_pair(entry.get("position", (0, index - 1)), "position", minimum=0),
+        gap=_pair(merged.get("mosaic_gap", (0, 0)), "mosaic_gap", minimum=0),
         mosaic_shape=_mosaic_shape(entry, total),
         electrical={
             "gain": _per_amp(merged, "gain", ELECTRON_PER_ADU, grid.count),
@@ -225,11 +225,12 @@ def _grid_detector(entry: Mapping[str, Any], template: Mapping[str, Any], index:
     )
 
 
-def _pair(value: Any, field: str) -> tuple[int, int]:
-    """Two positive integers ``[ny, nx]`` (found by fuzzing: ``shape = ""`` gave an IndexError later)."""
+def _pair(value: Any, field: str, minimum: int = 1) -> tuple[int, int]:
+    """Two integers ``[ny, nx]`` of at least ``minimum`` (found by fuzzing: ``shape = ""`` or a
+    one-element ``position`` gave an IndexError later)."""
     if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise ValueError(f"field {field!r}: {value!r} is not two positive integers [ny, nx]")
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
+        raise ValueError(f"field {field!r}: {value!r} is not two integers [ny, nx] of at least {minimum}")
     return int(value[0]), int(value[1])
 
 

@@ -450,9 +450,10 @@ def describe(path: str | Path) -> FileInfo:
     if fmt in ("fits", "fits-gzip"):
         try:
             hdus, quirks = _fits_hdus(path)
-        except (VerifyError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
+        except (VerifyError, ValueError, KeyError, TypeError, IndexError, OverflowError, AttributeError) as exc:
             # found by fuzzing: a card that cannot be parsed (BSCALE = 'text', a damaged BITPIX) raised
-            # astropy's or Python's own error from deep inside the scan
+            # astropy's or Python's own error from deep inside the scan; CTYPE1 = -1 an AttributeError
+            # from astropy.wcs
             raise UnreadableFileError(path, f"damaged header: {type(exc).__name__}: {str(exc)[:200]}") from exc
         kind = _fits_kind(hdus)
         if any(h.type == "COMPRESSED_IMAGE" for h in hdus):

@@ -209,3 +209,16 @@ def test_an_unparsable_scaling_card_is_refused_by_the_raw_reader(card, tmp_path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             read_raw(path, instrument_for(path, "kast_blue"))
+
+
+def test_a_non_string_ctype_is_a_typed_error(tmp_path):
+    """Regression (found by the long fuzz run): CTYPE1 = -1 raised AttributeError from astropy.wcs."""
+    from lenghu.io.inspect import describe
+
+    data = bytearray(_load("cubes/example_cube.fits"))
+    at = next(i for i in range(0, 2880 * 4, 80) if data[i:i + 8] == b"CTYPE1  ")
+    data[at:at + 80] = "CTYPE1  =                   -1".ljust(80).encode()
+    path = tmp_path / "cube.fits"
+    path.write_bytes(bytes(data))
+    with pytest.raises(LenghuError, match="cube.fits"):
+        describe(path)

@@ -100,3 +100,17 @@ def test_a_lost_detector_header_line_is_a_config_error(tmp_path):
     path.write_text(SHIPPED["kast_blue"].replace("[[detector]]\n", "", 1))
     with pytest.raises(ConfigError, match="detector"):
         load_instrument(path)
+
+
+@pytest.mark.parametrize("line", ["position = [1]", "mosaic_gap = 5"])
+def test_a_malformed_mosaic_position_or_gap_is_a_config_error(line, tmp_path):
+    """Regression (found by the long fuzz run): IndexError from a one-element position or a scalar gap."""
+    from lenghu.errors import ConfigError
+
+    key = line.split(" =")[0]
+    text = "\n".join(line if row.strip().startswith(key + " ") else row for row in SHIPPED["wfst"].splitlines())
+    assert line in text
+    path = tmp_path / "wfst.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=key):
+        load_instrument(path)
