@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lenghu.calib.masks import MASK_DTYPE, MaskBit
+from lenghu.calib.masks import MaskBit
 from lenghu.errors import ConfigError
 from lenghu.measure.background import (
     SOURCE,
@@ -36,6 +36,7 @@ from lenghu.measure.background import (
 )
 from lenghu.measure.catalog import Catalog, build_catalog, catalog_format, read_catalog, write_catalog
 from lenghu.measure.detect import DEFAULT_KERNEL, DetectionConfig, Detections, detect_sources, gaussian_kernel
+from lenghu.measure.flagged import FlaggedPixels
 from lenghu.measure.pixels import read_plane
 from lenghu.measure.photometry import (
     Photometry,
@@ -153,24 +154,27 @@ def measure_image(sci: np.ndarray, var: np.ndarray | None = None, mask: np.ndarr
         bad_var = non_finite(var)
         if bad_var is not None:
             no_data = bad_var if no_data is None else (no_data | bad_var)
+    flagged = None  # the MASK plane's few non-zero pixels: every step asks them, not the full plane
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != image.shape:
             raise ValueError(f"MASK shape {mask.shape} differs from SCI's {image.shape}")
+        flagged = FlaggedPixels.from_mask(mask)
     if no_data is not None:
         image[no_data] = 0.0
-        base = np.zeros(image.shape, dtype=MASK_DTYPE) if mask is None else mask
-        mask = np.where(no_data, base | MASK_DTYPE(MaskBit.NO_DATA), base)
+        base = FlaggedPixels.empty(image.shape) if flagged is None else flagged
+        flagged = base.with_bits(no_data, MaskBit.NO_DATA)
     del no_data
 
-    background = estimate_background(image, mask, config.background, finite=True)  # no_data set to 0 above
+    background = estimate_background(image, flagged, config.background, finite=True)  # no_data set to 0 above
     background.subtract_from(image)
-    image = repair_masked_pixels(image, mask, config.photometry.repair_bits, config.photometry.repair_box,
+    image = repair_masked_pixels(image, flagged, config.photometry.repair_bits, config.photometry.repair_box,
                                  inplace=True)
     detection_config = config.detection
     if config.photometry.mask_neighbours and not detection_config.segmentation:
         detection_config = replace(detection_config, segmentation=True)  # the photometry masks neighbours
-    detections = detect_sources(image, background, mask, detection_config, finite=True)
-    photometry = measure_photometry(image, detections, background, var=var, mask=mask, config=config.photometry)
+    detections = detect_sources(image, background, flagged, detection_config, finite=True)
+    photometry = measure_photometry(image, detections, background, var=var, mask=flagged, config=config.photometry,
+                                    finite=True)  # VAR's non-finite pixels are NO_DATA in flagged
     return build_catalog(detections, photometry, background, wcs=wcs, zeropoint=zeropoint,
                          zeropoint_err=zeropoint_err, meta=meta)

@@ -139,8 +139,9 @@ def pixel_mask(mask: np.ndarray | None, bits: int, image: np.ndarray,
 
     Parameters
     ----------
-    mask : ndarray of int or None
-        The product's MASK plane (bits of :class:`lenghu.calib.masks.MaskBit`).
+    mask : ndarray of int, FlaggedPixels or None
+        The product's MASK plane (bits of :class:`lenghu.calib.masks.MaskBit`),
+        or its flagged pixels (:class:`lenghu.measure.flagged.FlaggedPixels`).
     bits : int
         Bits that exclude a pixel.
     image : ndarray
@@ -150,14 +151,18 @@ def pixel_mask(mask: np.ndarray | None, bits: int, image: np.ndarray,
         :func:`lenghu.measure.measure_image` makes them): the full-frame
         check is skipped.
     """
+    from lenghu.measure.flagged import FlaggedPixels
+
     excluded = None if finite else non_finite(image)
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != image.shape:
+        if not isinstance(mask, FlaggedPixels):
+            mask = np.asarray(mask)
+        if tuple(mask.shape) != tuple(image.shape):
             raise ValueError(f"MASK shape {mask.shape} differs from the image's {image.shape}")
         if bits:
-            flagged = (mask & bits) != 0
-            excluded = flagged if excluded is None else (excluded | flagged)
+            flagged = mask.plane(bits) if isinstance(mask, FlaggedPixels) else (mask & bits) != 0
+            if flagged is not None:
+                excluded = flagged if excluded is None else (excluded | flagged)
     return excluded if excluded is not None and excluded.any() else None
 
 
@@ -184,7 +189,7 @@ def estimate_background(sci: np.ndarray, mask: np.ndarray | None = None,
     ----------
     sci : ndarray, 2-D
         Image, electrons (sky not subtracted). Not modified.
-    mask : ndarray of int, optional
+    mask : ndarray of int or FlaggedPixels, optional
         MASK plane; pixels with any of ``config.mask_bits`` are left out.
     config : BackgroundConfig
         Box and filter sizes.

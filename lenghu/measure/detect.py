@@ -234,7 +234,7 @@ def detect_sources(image: np.ndarray, background: Background, mask: np.ndarray |
         one); not modified.
     background : Background
         Its background; ``background.rms`` (or ``global_rms``) sets the threshold.
-    mask : ndarray of int, optional
+    mask : ndarray of int or FlaggedPixels, optional
         MASK plane; pixels with any of ``config.mask_bits`` are excluded.
     config : DetectionConfig
     finite : bool

@@ -51,6 +51,7 @@ from lenghu.calib.masks import MaskBit
 from lenghu.errors import ConfigError
 from lenghu.measure.background import SOURCE, Background, non_finite
 from lenghu.measure.detect import Detections
+from lenghu.measure.flagged import FlaggedPixels
 
 #: MASK bits whose pixels are left out of photometric sums by default.
 PHOTOMETRY_EXCLUDE_BITS = int(MaskBit.NO_DATA)
@@ -245,7 +246,7 @@ class Photometry:
         return int(self.xwin.size)
 
 
-def repair_masked_pixels(image: np.ndarray, mask: np.ndarray | None, bits: int, box: int = 5,
+def repair_masked_pixels(image: np.ndarray, mask: np.ndarray | FlaggedPixels | None, bits: int, box: int = 5,
                          inplace: bool = False) -> np.ndarray:
     """``image`` with the pixels that have any of ``bits`` replaced by the mean of good pixels nearby.
 
@@ -261,8 +262,8 @@ def repair_masked_pixels(image: np.ndarray, mask: np.ndarray | None, bits: int, 
     image : ndarray of float32, 2-D
         Background-subtracted image; not modified unless ``inplace`` (a copy
         is returned when any pixel is repaired, ``image`` itself otherwise).
-    mask : ndarray of int or None
-        MASK plane.
+    mask : ndarray of int, FlaggedPixels or None
+        MASK plane, or its flagged pixels.
     bits : int
         MASK bits of the pixels to repair.
     box : int
@@ -276,10 +277,11 @@ def repair_masked_pixels(image: np.ndarray, mask: np.ndarray | None, bits: int, 
     """
     if mask is None or not bits:
         return image
-    bad = (np.asarray(mask) & bits) != 0
-    if not bad.any():
+    flagged = mask if isinstance(mask, FlaggedPixels) else FlaggedPixels.from_mask(mask)
+    bad = flagged.plane(bits)
+    if bad is None:
         return image
-    ys, xs = np.nonzero(bad)
+    ys, xs = np.unravel_index(flagged.select(bits), flagged.shape)
     values = np.zeros(ys.size, dtype=np.float64)
     todo = np.ones(ys.size, dtype=bool)
     for half in sorted({1, box // 2}):
@@ -376,14 +378,13 @@ def stellar_locus(flux_radius: np.ndarray, snr: np.ndarray, clean: np.ndarray, s
     return centre, relative
 
 
-def _mask_flags(image: np.ndarray, mask: np.ndarray, x: np.ndarray, y: np.ndarray, a: np.ndarray,
+def _mask_flags(image: np.ndarray, flagged: FlaggedPixels, x: np.ndarray, y: np.ndarray, a: np.ndarray,
                 b: np.ndarray, theta: np.ndarray, kron_r: np.ndarray, circle_r: float) -> np.ndarray:
     """OR of the MASK bits touching the Kron ellipse or the circle of ``circle_r`` around each source."""
     import sep
 
     out = np.zeros(x.size, dtype=np.int32)
-    mask = np.asarray(mask)
-    present = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
+    present = flagged.present
     if present == 0 or x.size == 0:
         return out
 
@@ -394,8 +395,8 @@ def _mask_flags(image: np.ndarray, mask: np.ndarray, x: np.ndarray, y: np.ndarra
         return ((f1 | f2) & (sep.APER_HASMASKED | sep.APER_ALLMASKED)) != 0
 
     # One pass with every bit finds the few sources that touch any flagged pixel; only those are
-    # examined bit by bit.
-    hit = np.flatnonzero(touched(mask != 0, np.ones(x.size, dtype=bool)))
+    # examined bit by bit (each plane is built from the flagged pixels alone).
+    hit = np.flatnonzero(touched(flagged.plane(present), np.ones(x.size, dtype=bool)))
     if hit.size == 0:
         return out
     sel = np.zeros(x.size, dtype=bool)
@@ -403,14 +404,14 @@ def _mask_flags(image: np.ndarray, mask: np.ndarray, x: np.ndarray, y: np.ndarra
     for bit in range(present.bit_length()):
         value = 1 << bit
         if present & value:
-            has = touched((mask & value) != 0, sel)
+            has = touched(flagged.plane(value), sel)
             out[hit[has]] |= value
     return out
 
 
 def measure_photometry(image: np.ndarray, detections: Detections, background: Background,
-                       var: np.ndarray | None = None, mask: np.ndarray | None = None,
-                       config: PhotometryConfig = PhotometryConfig()) -> Photometry:
+                       var: np.ndarray | None = None, mask: np.ndarray | FlaggedPixels | None = None,
+                       config: PhotometryConfig = PhotometryConfig(), finite: bool = False) -> Photometry:
     """Fluxes, centroids, shapes and flags of detected sources.
 
     Parameters
@@ -425,10 +426,14 @@ def measure_photometry(image: np.ndarray, detections: Detections, background: Ba
     var : ndarray, optional
         Variance per pixel, electrons^2 (the product's VAR). Without it the
         background RMS is the noise (no Poisson noise of the sources).
-    mask : ndarray of int, optional
-        MASK plane: ``config.exclude_bits`` pixels are left out of sums, and
-        every bit under a source's apertures goes to ``mask_flags``.
+    mask : ndarray of int or FlaggedPixels, optional
+        MASK plane (or its flagged pixels): ``config.exclude_bits`` pixels are
+        left out of sums, and every bit under a source's apertures goes to
+        ``mask_flags``.
     config : PhotometryConfig
+    finite : bool
+        Every pixel of ``var`` is known to be finite (or flagged in ``mask``
+        with an ``exclude_bits`` bit): skip the full-frame check.
 
     Returns
     -------
@@ -441,10 +446,15 @@ def measure_photometry(image: np.ndarray, detections: Detections, background: Ba
     if image.shape != background.shape:
         raise ValueError(f"image shape {image.shape} differs from the background's {background.shape}")
     noise = noise_arguments(var, background, config.noise_without_var)
+    flagged = None
+    if mask is not None:
+        flagged = mask if isinstance(mask, FlaggedPixels) else FlaggedPixels.from_mask(mask)
+        if tuple(flagged.shape) != tuple(image.shape):
+            raise ValueError(f"MASK shape {flagged.shape} differs from the image's {image.shape}")
     excluded = None
-    if mask is not None and config.exclude_bits:
-        excluded = (np.asarray(mask) & config.exclude_bits) != 0
-    if var is not None:
+    if flagged is not None and config.exclude_bits:
+        excluded = flagged.plane(config.exclude_bits)
+    if var is not None and not finite:
         bad_var = non_finite(np.asarray(var))
         if bad_var is not None:
             excluded = bad_var if excluded is None else (excluded | bad_var)
@@ -528,8 +538,8 @@ def measure_photometry(image: np.ndarray, detections: Detections, background: Ba
         flags |= fl.astype(np.int32)
 
     mask_flags = np.zeros(n, dtype=np.int32)
-    if mask is not None:
-        mask_flags = _mask_flags(image, mask, x, y, a, b, theta, kron_scale, max(radii))
+    if flagged is not None:
+        mask_flags = _mask_flags(image, flagged, x, y, a, b, theta, kron_scale, max(radii))
 
     # Star/galaxy hint.
     snr = np.divide(kflux, kerr, out=np.zeros(n), where=kerr > 0)

@@ -35,10 +35,13 @@ from lenghu.measure import (
     DetectionConfig,
     MeasureConfig,
     PhotometryConfig,
+    detect_sources,
     estimate_background,
     measure_image,
+    measure_photometry,
     read_catalog,
     read_plane,
+    subtract_background,
     write_catalog,
 )
 from lenghu.measure.sextractor import run_source_extractor, source_extractor_available
@@ -498,3 +501,47 @@ def test_read_plane_is_native_writable_and_leaves_the_file_alone(tmp_path):
     assert path.read_bytes() == before
     with pytest.raises(ValueError, match="no image"):
         read_plane(path, 0)
+
+
+def test_flagged_pixels_answer_as_the_full_mask_plane_does():
+    from lenghu.measure.flagged import FlaggedPixels
+
+    rng = np.random.default_rng(12)
+    mask = np.zeros((64, 80), dtype=np.int32)
+    spots = rng.choice(mask.size, 200, replace=False)
+    mask.reshape(-1)[spots] = rng.choice([1, 2, 4, 8 | 2, 64], spots.size)
+    flagged = FlaggedPixels.from_mask(mask)
+    assert flagged.present == 1 | 2 | 4 | 8 | 64
+    for bits in (1, 2, 8, 2 | 4, 16, 127):
+        expected = (mask & bits) != 0
+        plane = flagged.plane(bits)
+        if expected.any():
+            np.testing.assert_array_equal(plane, expected)
+        else:
+            assert plane is None  # bit 16 is nowhere: no full-size plane is made
+    np.testing.assert_array_equal(flagged.dense(), mask)
+    where = np.zeros(mask.shape, dtype=bool)
+    where[3, 5] = where[10, 10] = True
+    where.reshape(-1)[spots[0]] = True  # one pixel already flagged keeps its bits and gains the new one
+    np.testing.assert_array_equal(flagged.with_bits(where, 128).dense(), np.where(where, mask | 128, mask))
+    empty = FlaggedPixels.from_mask(np.zeros((4, 4), dtype=np.int32))
+    assert empty.present == 0 and empty.plane(255) is None
+
+
+def test_photometry_flags_are_the_same_from_the_mask_or_its_flagged_pixels():
+    from lenghu.measure.flagged import FlaggedPixels
+
+    stars = [(50.0, 50.0, 30000.0, 1.3), (150.0, 50.0, 30000.0, 1.3), (100.0, 150.0, 30000.0, 1.3)]
+    sci, var, mask = synthetic(stars, seed=5)
+    mask[51, 52] |= int(MaskBit.CR)
+    mask[149:151, 99] |= int(MaskBit.BAD) | int(MaskBit.HOT)
+    mask[10, 10] |= int(MaskBit.SAT)  # far from every star
+    background = estimate_background(sci, mask)
+    image = subtract_background(sci, background)
+    detections = detect_sources(image, background, mask, DetectionConfig(segmentation=True))
+    dense = measure_photometry(image, detections, background, var=var, mask=mask)
+    sparse = measure_photometry(image, detections, background, var=var, mask=FlaggedPixels.from_mask(mask))
+    np.testing.assert_array_equal(dense.mask_flags, sparse.mask_flags)
+    np.testing.assert_array_equal(dense.kron_flux, sparse.kron_flux)
+    by_x = {round(float(x) / 50): int(f) for x, f in zip(detections.x, dense.mask_flags)}
+    assert by_x[1] == int(MaskBit.CR) and by_x[3] == 0 and by_x[2] == int(MaskBit.BAD | MaskBit.HOT)
