@@ -331,6 +331,10 @@ def load_bundle(config: SceneConfig, size: tuple[int, int]) -> Bundle:
     layers = list(scene.layers)
     unit = scene.length_unit
     particles = [layer for layer in layers if isinstance(layer, ParticleLayer)]
+    for layer in particles:
+        layer.lod_size_exponent = config.splat_growth
+        if layer.field is not None and layer.clim is None:
+            layer.clim = layer.color_range()  # once: the automatic range is recomputed from the data each frame
     structures: list[Structure] = []
     if particles:
         sample = _particle_sample(particles[-1] if particles[0].kind == "lod" else particles[0])

@@ -104,6 +104,11 @@ class SceneConfig:
     mass_unit_msun : float
         Solar masses (per h when the length unit is per h) of one unit of the particles' ``mass`` field
         (1e10: Gadget's convention).
+    splat_growth : float
+        A point standing for w particles (a lowered budget) is drawn ``w ** splat_growth`` times larger.
+        The viewer's 0.5 keeps the picture smooth but makes the fill cost independent of the budget, so
+        lowering the budget would not raise the frame rate on a software renderer; the kiosk's 0.25 lets
+        adaptive quality work (frame time about proportional to sqrt(budget)).
     line : int
         Line of the ``[[scene]]`` header in the show file.
     """
@@ -123,6 +128,7 @@ class SceneConfig:
     volume_method: str | None = None
     stretch: str | None = None
     mass_unit_msun: float = 1e10
+    splat_growth: float = 0.25
     line: int = 0
 
 
@@ -137,7 +143,7 @@ class QualityConfig:
     """
 
     target_fps: float = 30.0
-    min_budget: int = 20_000
+    min_budget: int = 5_000
     max_budget: int = 4_000_000
     start_budget: int = 300_000
 
@@ -300,7 +306,7 @@ SHOW_KEYS = {"title", "language", "idle_seconds", "label_seconds", "admin_chord"
              "size"}
 QUALITY_KEYS = {"target_fps", "min_budget", "max_budget", "start_budget"}
 SCENE_KEYS = {"name", "data", "duration", "caption", "tour", "tour_file", "structures", "field", "colormap", "scale",
-              "exposure", "point_size", "volume_method", "stretch", "mass_unit_msun"}
+              "exposure", "point_size", "volume_method", "stretch", "mass_unit_msun", "splat_growth"}
 
 
 def load_show(path: str | Path) -> ShowConfig:
@@ -372,7 +378,7 @@ def parse_show(data: dict[str, Any], path: Path, text: str = "") -> ShowConfig:
     q = "quality"
     target = float(c.get(qt, q, None, "target_fps", _NUMBER, 30.0, lambda v: None if 1 <= v <= 240
                          else "must be between 1 and 240 frames/s"))
-    lo = c.get(qt, q, None, "min_budget", int, 20_000, lambda v: None if v >= 1000 else "must be >= 1000 points")
+    lo = c.get(qt, q, None, "min_budget", int, 5_000, lambda v: None if v >= 1000 else "must be >= 1000 points")
     hi = c.get(qt, q, None, "max_budget", int, 4_000_000, lambda v: None if v >= lo else f"must be >= min_budget {lo}")
     start = c.get(qt, q, None, "start_budget", int, min(max(300_000, lo), hi),
                   lambda v: None if lo <= v <= hi else f"must lie in [min_budget, max_budget] = [{lo}, {hi}]")
@@ -431,6 +437,9 @@ def _parse_scene(c: _Checker, sc: dict, i: int, allow_outside: bool) -> SceneCon
     point_size = float(c.get(sc, t, i, "point_size", _NUMBER, 3.0, lambda v: None if 0.5 <= v <= 64
                              else "must be 0.5 .. 64 px"))
     mass_unit = float(c.get(sc, t, i, "mass_unit_msun", _NUMBER, 1e10, _positive))
+    growth = float(c.get(sc, t, i, "splat_growth", _NUMBER, 0.25, lambda v: None if 0 <= v <= 0.5
+                         else "must be 0 .. 0.5"))
     return SceneConfig(name=name, data=data, duration=duration, caption=caption, tour=tour, tour_file=tour_file,
                        structures=structures, exposure=exposure, point_size=point_size, mass_unit_msun=mass_unit,
+                       splat_growth=growth,
                        line=locate(c.text, "scene", i), **opt)
