@@ -28,15 +28,14 @@ LOOPBACK = {"127.0.0.1", "::1"}
 
 HOSTILE = {
     "parent folders": "../../x",
-    "absolute path": "/etc/passwd",
-    "very long": "../" * 40 + "L" * 600,
+    "absolute path and shell characters": "/etc/passwd$(touch pwned); `id` | rm -rf ~",
+    "600 characters after 40 parent folders": "../" * 40 + "L" * 600,
     "dots only": "..",
-    "shell characters": "$(touch pwned); `id` | rm -rf ~",
 }
 NUL_OBJECT = "a\x00b\x00../../y"
 
 #: Two science exposures per hostile OBJECT (a coadd needs two), one CCD, no darks: one run covers them all.
-SEC_NIGHT = NightConfig(scale="1/16", seed=11, n_bias=2, n_dark=0, n_flat=2, n_science=2 * len(HOSTILE),
+SEC_NIGHT = NightConfig(scale="1/32", seed=11, n_bias=2, n_dark=0, n_flat=2, n_science=2 * len(HOSTILE),
                         filters=("r",), detectors=("CCD5",))
 ALL_STAGES = ("ingest", "bias", "dark", "flat", "science", "measure", "coadd", "report")
 
