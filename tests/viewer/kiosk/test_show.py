@@ -128,3 +128,17 @@ def test_locate_finds_keys_in_the_right_table():
     assert locate(text, "scene", 1, "duration") == 9
     assert locate(text, "scene", 0, "duration") == 4  # absent there: the table's header
     assert locate(text, "scene", 1) == 7
+
+
+def test_the_kiosk_model_imports_no_gl():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import lenghu.viewer.app.kiosk.show, lenghu.viewer.app.kiosk.machine, lenghu.viewer.app.kiosk.controller\n"
+            "import lenghu.viewer.app.kiosk.structures, lenghu.viewer.app.kiosk.quality, lenghu.viewer.app.kiosk.usage\n"
+            "import lenghu.viewer.app.kiosk.events_file, lenghu.viewer.app.kiosk.supervise\n"
+            "import lenghu.commands.kiosk\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('vispy', 'OpenGL', 'PySide6')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
