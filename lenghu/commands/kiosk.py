@@ -38,8 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="run the kiosk as a child process; restart it within 5 s when it crashes or hangs")
     parser.add_argument("--workdir", metavar="DIR",
                         help="supervisor files (heartbeat, state, log); default: .kiosk/ beside the show file")
-    parser.add_argument("--heartbeat-timeout", type=float, default=2.0, metavar="S",
-                        help="restart a child that has drawn no frame for S seconds (default 2)")
+    parser.add_argument("--heartbeat-timeout", type=float, default=1.5, metavar="S",
+                        help="restart a child that has drawn no frame for S seconds (default 1.5)")
     parser.add_argument("--rehearse", action="store_true", help="play the show headless into --out")
     parser.add_argument("--out", metavar="DIR", help="rehearsal output folder")
     parser.add_argument("--events", metavar="FILE", help="scripted input events (JSON Lines, see docs/kiosk.md)")
@@ -156,12 +156,16 @@ def _live(args, show) -> int:
             use_headless_gl(args.gl)
     controller = KioskController(show, size)
     controller.preload()
-    view = None
+    view = window = None
     if args.headless:
         from lenghu.viewer.app.kiosk.view import KioskView, run_headless_loop
 
         view = KioskView(controller)
         view.render()  # compiles every shader now, not after a restart
+    else:  # built now, shown once this process takes over (a standby's window stays hidden until then)
+        from lenghu.viewer.app.kiosk.window import KioskWindow
+
+        window = KioskWindow(controller, fullscreen=not args.windowed, show=False)
     if args.standby:  # wait, fully loaded, until the supervisor needs this process
         if sys.stdin.readline().strip() != "go":
             return 0
@@ -177,9 +181,7 @@ def _live(args, show) -> int:
             finally:
                 view.close()
             return 0
-        from lenghu.viewer.app.kiosk.window import KioskWindow
-
-        window = KioskWindow(controller, fullscreen=not args.windowed, heartbeat=args.heartbeat)
+        window.present(args.heartbeat)
         code = window.run()
     finally:
         if usage is not None:

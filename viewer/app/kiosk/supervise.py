@@ -55,7 +55,7 @@ class Supervisor:
 
     command: list[str]
     workdir: Path
-    heartbeat_timeout: float = 2.0
+    heartbeat_timeout: float = 1.5
     startup_timeout: float = 120.0
     poll_seconds: float = 0.05
     env: dict | None = None

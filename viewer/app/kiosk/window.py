@@ -39,9 +39,12 @@ class KioskWindow:
     heartbeat : path, optional
     backend : str
         VisPy Qt backend (``pyside6``).
+    show : bool
+        Show it now (False: build it hidden; :meth:`present` shows it).
     """
 
-    def __init__(self, controller, fullscreen: bool = True, heartbeat=None, backend: str = "pyside6"):
+    def __init__(self, controller, fullscreen: bool = True, heartbeat=None, backend: str = "pyside6",
+                 show: bool = True):
         import vispy
 
         vispy.use(app=backend)
@@ -79,7 +82,19 @@ class KioskWindow:
         self.shell.setWindowTitle("lenghu kiosk")
         self.shell.resize(*controller.size)
         self.shell.setCursor(core.Qt.CursorShape.BlankCursor)
-        if fullscreen:
+        self.fullscreen = fullscreen
+        if show:
+            self.present()
+
+    def present(self, heartbeat=None) -> None:
+        """Show the window (a supervisor's standby builds it hidden, then presents it when it takes over);
+        the clock starts now."""
+        from pathlib import Path
+
+        if heartbeat is not None:
+            self.view.heartbeat = Path(heartbeat)
+        self._clock0 = time.monotonic()
+        if self.fullscreen:
             self.shell.showFullScreen()
         else:
             self.shell.show()
