@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         from lenghu.viewer.app.kiosk.controller import load_bundle
 
-        for sc in show.scenes:
-            b = load_bundle(sc, show.size)
+        for i, sc in enumerate(show.scenes):
+            b = load_bundle(sc, show.size, show.path, i)
             print(f"{sc.name}: {len(b.layers)} layer(s), {b.steps} step(s), tour {sc.tour}, "
                   f"{len(b.structures)} structure(s), {sc.duration:g} s")
         print(f"{args.show}: OK ({len(show.scenes)} scenes)")

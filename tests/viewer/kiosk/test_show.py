@@ -142,3 +142,21 @@ def test_the_kiosk_model_imports_no_gl():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('vispy', 'OpenGL', 'PySide6')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_unreadable_data_and_wrong_tours_name_the_scene_line(tmp_path):
+    from lenghu.viewer.app.kiosk.controller import KioskController
+
+    path = make_show(tmp_path, web=False, images=2)
+    (tmp_path / "image1.fits").write_text("not a FITS file")
+    show = load_show(path)  # the file exists: the show parses
+    with pytest.raises(ShowError) as info:
+        KioskController(show, (320, 180)).preload()
+    assert info.value.field == "scene[1].data" and info.value.line == show.scenes[1].line
+    assert str(path) in str(info.value)
+    write = __import__("tests.viewer.kiosk.conftest", fromlist=["write_image"]).write_image
+    write(tmp_path / "image1.fits")
+    path.write_text(path.read_text().replace('tour = "still"', 'tour = "auto"', 1))
+    with pytest.raises(ShowError, match="needs particles") as info:
+        KioskController(load_show(path), (320, 180))
+    assert info.value.field == "scene[0].tour"

@@ -117,7 +117,7 @@ class KioskController:
     # ------------------------------------------------------------------ loading
     def bundle(self, index: int) -> Bundle:
         if index not in self.bundles:
-            self.bundles[index] = load_bundle(self.show.scenes[index], self.size)
+            self.bundles[index] = load_bundle(self.show.scenes[index], self.size, self.show.path, index)
         return self.bundles[index]
 
     def resume(self, index: int) -> None:
@@ -309,8 +309,18 @@ class KioskController:
             label=label, language=lang, attract=self.state.attract)
 
 
-def load_bundle(config: SceneConfig, size: tuple[int, int]) -> Bundle:
-    """Load one playlist scene: its data as layers, its structures and its tour."""
+def load_bundle(config: SceneConfig, size: tuple[int, int], show_path: Path | None = None,
+                index: int | None = None) -> Bundle:
+    """Load one playlist scene: its data as layers, its structures and its tour.
+
+    Raises
+    ------
+    ShowError
+        The data cannot be shown (naming the show file, the scene's line and field when given).
+    """
+    where = show_path if show_path is not None else config.data[0]
+    line = config.line if show_path is not None else 0
+    field_name = f"scene[{index}]" if index is not None else f"scene {config.name!r}"
     import warnings
 
     from astropy.utils.exceptions import AstropyUserWarning
@@ -327,7 +337,7 @@ def load_bundle(config: SceneConfig, size: tuple[int, int]) -> Bundle:
             warnings.simplefilter("ignore", AstropyUserWarning)
             scene, steps = build_scene(list(config.data), spec)
     except (LenghuError, ValueError, OSError) as exc:
-        raise ShowError(config.data[0], 0, f"scene {config.name!r} data", str(exc)) from exc
+        raise ShowError(where, line, f"{field_name}.data", str(exc)) from exc
     layers = list(scene.layers)
     unit = scene.length_unit
     particles = [layer for layer in layers if isinstance(layer, ParticleLayer)]
@@ -344,7 +354,7 @@ def load_bundle(config: SceneConfig, size: tuple[int, int]) -> Bundle:
     stops: list[Stop] = []
     if config.tour == "auto":
         if not particles:
-            raise ShowError(config.data[0], config.line, f"scene {config.name!r} tour",
+            raise ShowError(where, line, f"{field_name}.tour",
                             "an automatic tour needs particles (snapshots or a .lod store)")
         tour, stops = structure_tour(structures, lo, hi, config.duration, unit, steps, config.caption)
         home = tour.state_at(0.0).camera.to_dict()
@@ -352,7 +362,7 @@ def load_bundle(config: SceneConfig, size: tuple[int, int]) -> Bundle:
         try:
             tour = Tour.load(config.tour_file)
         except (OSError, ValueError, KeyError) as exc:
-            raise ShowError(config.tour_file, 0, f"scene {config.name!r} tour_file", f"not a tour file: {exc}") \
+            raise ShowError(where, line, f"{field_name}.tour_file", f"{config.tour_file}: not a tour file: {exc}") \
                 from exc
         home = tour.state_at(0.0).camera.to_dict()
     elif config.tour == "orbit" and home["type"] == "turntable":
