@@ -119,3 +119,13 @@ def test_a_child_that_never_draws_is_restarted_after_the_startup_timeout(tmp_pat
     assert sup.run(max_restarts=1) == 1
     assert time.monotonic() - t0 < 10
     assert "no first frame" in (tmp_path / "w" / "supervisor.log").read_text()
+
+
+def test_a_dead_standby_is_replaced_and_the_active_kiosk_keeps_running(tmp_path):
+    body = ("if '--standby' in args:\n    sys.exit(5)\n"
+            "end = time.time() + 1.5\n"
+            "while time.time() < end:\n    beat.touch()\n    time.sleep(0.05)\n"
+            "sys.exit(0)\n")
+    sup = Supervisor(fake_child(tmp_path, body), tmp_path / "w", heartbeat_timeout=1.0)
+    assert sup.run(max_restarts=0) == 0  # the active one was never restarted
+    assert "standby kiosk died (exit status 5)" in (tmp_path / "w" / "supervisor.log").read_text()

@@ -65,6 +65,7 @@ class Supervisor:
     standby: subprocess.Popen | None = field(default=None, init=False)
     _stop: bool = field(default=False, init=False)
     _crash_times: list = field(default_factory=list, init=False)
+    _standby_respawned: float = field(default=0.0, init=False)
 
     def __post_init__(self):
         self.workdir = Path(self.workdir)
@@ -106,6 +107,18 @@ class Supervisor:
             self.standby = self._spawn(True)
         return self.child
 
+    def _check_standby(self) -> None:
+        """A standby that died by itself is reaped and replaced (at most once every 10 s)."""
+        spare = self.standby
+        if spare is None or spare.poll() is None:
+            return
+        now = time.time()
+        if now - self._standby_respawned < 10.0:
+            return
+        self._note(f"the standby kiosk died (exit status {spare.returncode}): starting another")
+        self._standby_respawned = now
+        self.standby = self._spawn(True)
+
     def _kill(self, child: subprocess.Popen | None = None) -> None:
         child = self.child if child is None else child
         if child is None or child.poll() is not None:
@@ -135,6 +148,7 @@ class Supervisor:
             self.start()
             while not self._stop:
                 time.sleep(self.poll_seconds)
+                self._check_standby()
                 rc = self.child.poll()
                 reason = None
                 if rc == 0:
