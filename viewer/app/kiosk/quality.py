@@ -41,9 +41,9 @@ class BudgetController:
     min_budget: int
     max_budget: int
     budget: int
-    low_band: float = 0.08
+    low_band: float = 0.10
     high_band: float = 0.15
-    patience: int = 4
+    patience: int = 6
     smoothing: float = 0.3
     gain: float = 1.0
     max_step_down: float = 0.5
