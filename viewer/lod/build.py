@@ -486,7 +486,7 @@ class _Builder:
         self.density = density
 
     def _new_node(self, level, lo, size, pts: _Pts, oct_start, subtree, children, order=None) -> int:
-        """Record a node holding ``pts`` (in the row order ``order`` when given: taken only when written)."""
+        """Record a node holding ``pts`` (in the row order ``order`` when given: taken by :meth:`materialize`)."""
         meta = {"level": level, "lo": lo, "size": size, "offset": -1, "count": len(pts), "subtree": subtree,
                 "oct_start": oct_start, "children": children}
         if self.columns is None:  # a bucket built in a worker thread: written later by commit()
@@ -495,6 +495,14 @@ class _Builder:
             meta["offset"] = self.columns.append(pts if order is None else pts.take(order))
         self.nodes.append(meta)
         return len(self.nodes) - 1
+
+    def materialize(self) -> None:
+        """Take the deferred leaves' rows now, so that :meth:`commit` (the writing thread) only writes.
+
+        Called in the worker thread once the bucket's Morton codes are freed: the copies then cost no more
+        than the sort did.
+        """
+        self.pending = [(pts if order is None else pts.take(order), None) for pts, order in self.pending]
 
     def commit(self, sub: "_Builder") -> int:
         """Write the nodes a deferred builder made (in its order); returns the id its node 0 gets here."""
@@ -566,8 +574,8 @@ class _Builder:
         else:
             starts = np.array([0] + [n] * 8, dtype=np.int64)
         if n <= self.opt.node_points or d >= depth:
-            # a leaf: rows shuffled within octant blocks; the rows are taken when the node is written, and
-            # the parent's samples are taken through the same order (no copy of the leaf is kept)
+            # a leaf: rows shuffled within octant blocks; the rows are taken once the whole bucket is made
+            # (materialize), and the parent's samples are taken through the same order (no copy meanwhile)
             block = self._block_order(starts)
             node = self._new_node(level, lo, size, pts, starts, n, [-1] * 8, order=block)
             return node, pts, block[self.rng.permutation(n)], n
@@ -736,6 +744,7 @@ def build_lod(source, out: str | Path, options: BuildOptions | None = None,
             sub = _Builder(opt, None, np.random.default_rng([opt.seed, b]), density)
             cell_size = size / (1 << level)
             result = sub.subtree(holder, level, lo + cell_size * np.array([ix, iy, iz], dtype=np.float64), cell_size)
+            sub.materialize()
             return sub, result
 
         # Buckets are met by walk() in the order assign() listed them: build them ahead, a few at a time
