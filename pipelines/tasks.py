@@ -106,8 +106,10 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     Biases: overscan, trim, gain. Darks: and bias. Flats: and bias and dark.
     Returns the scratch path, the exposure time and the frame's scale factor
     (1 / exposure time for darks, 1 / median for flats, 1 for biases). The
-    frame's read-noise variance goes next to the scratch (``*.readvar.npy``)
-    for the master's variance (:func:`lenghu.calib.combine.model_variance`).
+    frame's read-noise variance, constant over each amplifier, is returned as
+    a layout (``read_variance``: rectangles and values, see
+    :func:`read_variance_rows`) for the master's variance
+    (:func:`lenghu.calib.combine.model_variance`), not written as a plane.
     The frame is processed strip by strip and the strips appended to the
     scratch file, so memory does not grow with the frame.
     """
@@ -122,8 +124,7 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     # Scratch files are written in place, without fsync: they are not products, a rerun of this
     # task rewrites them whole, and combine tasks start only after this task has returned.
     Path(scratch).parent.mkdir(parents=True, exist_ok=True)
-    read_variance = str(Path(scratch).with_suffix(".readvar.npy"))
-    with _NpyWriter(scratch, shape, isr.dtype) as sci_out, _NpyWriter(read_variance, shape, np.float32) as rv_out:
+    with _NpyWriter(scratch, shape, isr.dtype) as sci_out:
         for y0 in range(0, shape[0], rows):
             y1 = min(shape[0], y0 + rows)
             assembled = assembler.rows(y0, y1)
@@ -131,7 +132,6 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
             sci = calibrated_signal(assembled, exptime, cals.rows(y0, y1), isr.dtype)
             sci[assembled.no_data] = np.nan
             sci_out.write(sci)
-            rv_out.write(assembled.read_variance)
     if kind == "dark":
         scale = 1.0 / exptime
     elif kind == "flat":
@@ -141,7 +141,8 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
         scale = 1.0 / level
     else:
         scale = 1.0
-    return {"path": path, "scratch": scratch, "read_variance": read_variance, "exptime": exptime, "scale": scale,
+    return {"path": path, "scratch": scratch, "read_variance": assembler.read_variance_layout(), "exptime": exptime,
+            "scale": scale,
             "shape": shape, "dtype": np.dtype(isr.dtype).name}
 
 
@@ -181,12 +182,22 @@ def create_combine_outputs(folder: str, shape: tuple[int, int]) -> dict[str, str
     return outputs
 
 
+def read_variance_rows(layout: Sequence[tuple[int, int, int, int, float]], y0: int, y1: int,
+                       width: int) -> np.ndarray:
+    """Rows ``y0:y1`` of a read-variance plane from its layout (``(y0, y1, x0, x1, value)`` rectangles)."""
+    rows = np.zeros((y1 - y0, width), dtype=np.float32)
+    for a, b, x0, x1, value in layout:
+        if a < y1 and b > y0:
+            rows[max(a, y0) - y0:min(b, y1) - y0, x0:x1] = value
+    return rows
+
+
 def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1: int,
                  config: CombineConfig, outputs: Mapping[str, str],
-                 read_variances: Sequence[str] | None = None, poisson: bool = True) -> int:
+                 read_variances: Sequence | None = None, poisson: bool = True) -> int:
     """Combine rows ``y0:y1`` of the prepared inputs into the output memmaps; returns rows done.
 
-    With ``read_variances`` (the inputs' ``*.readvar.npy``) the variance is the noise model's
+    With ``read_variances`` (the inputs' layouts, :func:`read_variance_rows`) the variance is the noise model's
     (:func:`~lenghu.calib.combine.model_variance`; ``poisson`` False for biases), else the
     clipped sample variance.
     """
@@ -195,7 +206,8 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     del stack
     variance = strip.variance
     if read_variances is not None:
-        variance = model_variance(strip, (np.load(r, mmap_mode="r")[y0:y1] for r in read_variances), scales,
+        width = strip.image.shape[1]
+        variance = model_variance(strip, (read_variance_rows(r, y0, y1, width) for r in read_variances), scales,
                                   poisson, config)
     for name, value in (("image", strip.image), ("variance", variance), ("n_used", strip.n_used)):
         out = np.load(outputs[name], mmap_mode="r+")

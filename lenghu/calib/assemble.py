@@ -205,6 +205,11 @@ class StripAssembler:
             self._level[amp.name] = np.broadcast_to(level, (amp.data_section.shape[0], 1))
             self._read_var[amp.name] = rn * rn * (1.0 + level_var)
 
+    def read_variance_layout(self) -> list[tuple[int, int, int, int, float]]:
+        """The read-variance plane as ``(y0, y1, x0, x1, electrons^2)`` per amplifier (0 elsewhere)."""
+        return [(a.detector_section.y0, a.detector_section.y1, a.detector_section.x0, a.detector_section.x1,
+                 float(np.float32(self._read_var[a.name]))) for a in self.detector.amplifiers]
+
     def rows(self, y0: int, y1: int) -> AssembledFrame:
         """Detector rows ``y0:y1`` assembled (electrons, read variance, saturation, no data)."""
         dtype = self._dtype
