@@ -234,6 +234,40 @@ def test_fz_quantises_floats_only_when_asked_and_records_it(tmp_path):
 
 
 @needs_fpack
+@pytest.mark.parametrize("floats", [False, True], ids=["uint16", "float32"])
+def test_fz_of_a_mosaic_in_parallel_is_byte_for_byte_one_fpack_run(tmp_path, fitsverify, floats):
+    from lenghu.convert.fz import compress
+
+    rng = np.random.default_rng(3)
+    primary = fits.PrimaryHDU()
+    primary.header["EXPTIME"] = (30.0, "[s] exposure time")
+    primary.header["COMMENT"] = "a mosaic exposure: no data in the primary HDU"
+    hdus = [primary]
+    for i, shape in enumerate([(300, 200), (301, 199), (64, 512), (300, 200)]):
+        values = 1000 + rng.normal(0, 20, shape)
+        if floats:
+            data = values.astype(np.float32)
+        else:
+            data = np.round(values).astype(np.uint16)  # written as int16 with BZERO 32768
+        hdus.append(fits.ImageHDU(data, name=f"CCD{i + 1}"))
+    hdus[2].header["HISTORY"] = "a card only this extension has"
+    src = tmp_path / "mosaic.fits"
+    fits.HDUList(hdus).writeto(src)
+    before = src.read_bytes()
+    single, parallel = tmp_path / "single.fz", tmp_path / "parallel.fz"
+    compress(src, single, workers=1)
+    compress(src, parallel, workers=3)
+    assert parallel.read_bytes() == single.read_bytes()
+    assert src.read_bytes() == before  # the input is only read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mosaic.fits", "parallel.fz", "single.fz"]  # no scratch left
+    errors, report = fitsverify(parallel)
+    assert errors == 0, report
+    back = tmp_path / "back.fits"
+    quiet(convert, parallel, back)
+    assert_same_fits(src, back)
+
+
+@needs_fpack
 def test_fz_refuses_64bit_integers_clearly(tmp_path):
     from lenghu.convert.fz import CompressionUnsupportedError
 

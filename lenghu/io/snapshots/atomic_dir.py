@@ -21,14 +21,24 @@ from lenghu.io.atomic import TEMP_MARK, TEMP_PREFIX
 
 
 def fsync_tree(folder: Path) -> None:
-    """Flush every file and folder below ``folder`` to disk (so the rename publishes complete data)."""
-    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(folder, os.O_RDONLY)
+    """Flush every file and folder below ``folder`` to disk (so the rename publishes complete data).
+
+    The files are flushed from a few threads at once (``fsync`` releases the GIL, and the
+    filesystem joins concurrent flushes into fewer journal commits); the folders after them,
+    deepest first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted(folder.rglob("*"), key=lambda p: -len(p.parts))
+    files = [p for p in paths if not p.is_dir()]
+    with ThreadPoolExecutor(max(4, 2 * (os.cpu_count() or 1))) as pool:
+        list(pool.map(_fsync, files))
+    for path in [p for p in paths if p.is_dir()] + [folder]:
+        _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
