@@ -24,8 +24,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -109,8 +109,7 @@ CCDPROC_SCRIPT = textwrap.dedent('''
 ''')
 
 
-@dataclass(frozen=True)
-class Measured:
+class Measured(NamedTuple):  # not a dataclass: run.py loads benchmark modules without sys.modules entries
     """One command's wall time and peak memory of its process tree (sampled every 0.1 s).
 
     ``pss_mb`` is the peak of the summed proportional set sizes (psutil
