@@ -7,9 +7,11 @@ the older fault tests in ``tests/pipelines`` listed in :data:`EXISTING` by node
 id. For each case the plugin records the test's outcome, its duration, the
 number of hypothesis examples it ran (tests count them with :func:`counted`)
 and what the test itself reported through ``record_property`` (``observed``,
-``data_lost``, ``method``). The controller writes them all to
+``data_lost``, ``method``). The controller merges them into
 ``build/reliability.json`` (``LENGHU_RELIABILITY_JSON`` overrides) at the end
-of the session; ``tools/reliability_table.py`` renders the table from it.
+of the session: a case run again replaces its old record (with the time it was
+recorded), so a partial run updates only its own cases; cases whose test file
+is gone are dropped. ``tools/reliability_table.py`` renders the table from it.
 """
 
 from __future__ import annotations
@@ -134,16 +136,30 @@ def pytest_runtest_logreport(report) -> None:
     _records.append(record)
 
 
+def _previous(path: Path) -> list[dict]:
+    """Cases recorded by earlier sessions whose test file still exists (a partial run updates only its own)."""
+    try:
+        cases = json.loads(path.read_text())["cases"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    root = Path(__file__).resolve().parents[2]
+    return [c for c in cases if isinstance(c, dict) and (root / c.get("test", "").split("::")[0]).is_file()]
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     if not _is_controller() or not _records:
         return
     path = Path(os.environ.get("LENGHU_RELIABILITY_JSON", DEFAULT_JSON))
     path.parent.mkdir(parents=True, exist_ok=True)
+    now = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    cases = {c["test"]: c for c in _previous(path)}
+    cases.update({r["test"]: dict(r, recorded=now) for r in _records})
     document = {
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "finished": now,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "hypothesis_profile": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
-        "cases": sorted(_records, key=lambda r: (r["kind"], r["test"])),
+        "this_session": len(_records),
+        "cases": sorted(cases.values(), key=lambda r: (r["kind"], r["test"])),
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(document, indent=1))

@@ -50,3 +50,15 @@ def test_the_tool_writes_the_page_from_a_json_file(tmp_path):
     assert _tool().main(["x", str(source), str(target)]) == 0
     assert target.read_text().startswith("# Reliability")
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_earlier_cases_are_kept_unless_their_test_file_is_gone(tmp_path):
+    from .reliability import _previous
+
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps({"cases": [
+        {"test": "tests/faults/test_killed.py::test_x", "kind": "fault"},
+        {"test": "tests/faults/test_removed_long_ago.py::test_y", "kind": "fault"}]}))
+    assert [c["test"] for c in _previous(path)] == ["tests/faults/test_killed.py::test_x"]
+    path.write_text("{not json")
+    assert _previous(path) == []
