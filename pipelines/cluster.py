@@ -65,13 +65,34 @@ def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Clien
         threads_per_worker=execution.threads_per_worker,
         memory_limit=execution.memory_limit,
         processes=execution.processes,
-        host="127.0.0.1" if execution.processes else None,  # threaded workers talk in-process
+        # Loopback only: worker processes talk TCP on 127.0.0.1; threaded workers talk in-process and their
+        # HTTP servers (which would otherwise listen on every interface) are bound to 127.0.0.1 too.
+        host="127.0.0.1" if execution.processes else None,
+        worker_dashboard_address="127.0.0.1:0",
         dashboard_address=execution.dashboard,
         silence_logs=logging.CRITICAL,  # task errors are reported in the summary
     )
     client = distributed.Client(cluster)
     try:
-        yield client, ClusterInfo("local", cluster.scheduler_address, client.dashboard_link, workers)
+        yield client, ClusterInfo("local", cluster.scheduler_address, _local_dashboard_link(client, execution),
+                                  workers)
     finally:
         client.close()
         cluster.close()
+
+
+def _local_dashboard_link(client: "distributed.Client", execution: ExecutionConfig) -> str:  # noqa: F821
+    """The dashboard address a user can open.
+
+    With threaded workers the scheduler has no TCP address, and distributed then names the machine's
+    network address in the link although the dashboard listens only where ``execution.dashboard`` says
+    (loopback by default); the link is rewritten to that host.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    link = client.dashboard_link
+    host = execution.dashboard.rpartition(":")[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):  # every interface: distributed's link names a reachable one
+        return link
+    parts = urlsplit(link)
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))

@@ -189,18 +189,12 @@ def _listening(pids: list[int]) -> list[tuple[int, str, int]]:
     return found
 
 
-_THREADED_BUG = pytest.mark.xfail(
-    strict=True, reason="pipelines/cluster.py passes host=None to LocalCluster when processes=False: the threaded "
-                        "workers' HTTP servers then listen on 0.0.0.0 and :: (all interfaces); pass "
-                        "host='127.0.0.1' in both modes")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [
     pytest.param(p, marks=[pytest.mark.reliability(
         kind="security", case=f"the default local Dask cluster ({'worker processes' if p else 'threaded workers'}): "
                               "scheduler, workers and dashboard sockets",
-        promise="every listening socket is on 127.0.0.1")] + ([] if p else [_THREADED_BUG])) for p in (True, False)])
+        promise="every listening socket is on 127.0.0.1")]) for p in (True, False)])
 def test_the_local_cluster_listens_only_on_localhost(processes, record_property):
     import psutil
 
