@@ -81,9 +81,11 @@ import gc, json, sys, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from test_lod import clustered
 from lenghu.viewer.lod import BuildOptions, build_lod
+from lenghu.viewer.lod.build import bucket_cost
+# one worker: at most two buckets in memory (one being built, one built ahead and waiting to be written)
 options = BuildOptions(node_points=2048, bucket_points=8192, chunk_points=6000, grid_level=5, flush_bytes=100_000,
-                       workers=1)  # one bucket at a time: the peak does not depend on thread timing
-peaks = {}
+                       workers=1)
+peaks = {"bucket_bytes": 8192 * bucket_cost(options.plan(2, False).record_bytes)}
 for n in (30_000, 30_000, 120_000):  # the first build pays for lazy imports
     data = clustered(n, seed=n)
     gc.collect()
@@ -108,9 +110,14 @@ def test_build_memory_does_not_grow_with_n(tmp_path):
     proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(Path(__file__).parent), str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    peaks = {int(k): v for k, v in json.loads(proc.stdout).items()}
-    # 4x the particles: the input grows by 1.4 MB, the build's peak by much less
-    assert peaks[120_000] - peaks[30_000] < 0.3 * 90_000 * 16, peaks
+    peaks = json.loads(proc.stdout)
+    bucket = peaks.pop("bucket_bytes")
+    peaks = {int(k): v for k, v in peaks.items()}
+    # 4x the particles (the input grows by 1.4 MB): the peak grows by less than one bucket. Whether the bucket
+    # built ahead is at its own peak while the other is written depends on thread timing, so two runs differ by
+    # up to one bucket (a run measured 488 kB of growth, above the 432 kB this test allowed before the budget
+    # rework; one bucket is 655 kB here), independent of N.
+    assert peaks[120_000] - peaks[30_000] < bucket, (peaks, bucket)
 
 
 def test_build_is_deterministic(tmp_path):
