@@ -60,18 +60,22 @@ def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Clien
             cluster.close()
         return
     workers = execution.workers or os.cpu_count() or 1
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=execution.threads_per_worker,
-        memory_limit=execution.memory_limit,
-        processes=execution.processes,
-        # Loopback only: worker processes talk TCP on 127.0.0.1; threaded workers talk in-process and their
-        # HTTP servers (which would otherwise listen on every interface) are bound to 127.0.0.1 too.
-        host="127.0.0.1" if execution.processes else None,
-        worker_dashboard_address="127.0.0.1:0",
-        dashboard_address=execution.dashboard,
-        silence_logs=logging.CRITICAL,  # task errors are reported in the summary
-    )
+    import dask
+
+    # Dask's worker environment minus MALLOC_TRIM_THRESHOLD_ (see worker_environment)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=execution.threads_per_worker,
+            memory_limit=execution.memory_limit,
+            processes=execution.processes,
+            # Loopback only: worker processes talk TCP on 127.0.0.1; threaded workers talk in-process and their
+            # HTTP servers (which would otherwise listen on every interface) are bound to 127.0.0.1 too.
+            host="127.0.0.1" if execution.processes else None,
+            worker_dashboard_address="127.0.0.1:0",
+            dashboard_address=execution.dashboard,
+            silence_logs=logging.CRITICAL,  # task errors are reported in the summary
+        )
     client = distributed.Client(cluster)
     try:
         yield client, ClusterInfo("local", cluster.scheduler_address, _local_dashboard_link(client, execution),
@@ -96,3 +100,22 @@ def _local_dashboard_link(client: "distributed.Client", execution: ExecutionConf
         return link
     parts = urlsplit(link)
     return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+
+
+def worker_environment() -> dict:
+    """Dask's environment for local worker processes, without ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets it (65536) so that freed memory returns to the system at once;
+    it also freezes glibc's mmap threshold at 128 kB, so every array a task
+    makes is a fresh memory map whose pages fault in one by one: combining a
+    master strip (10 x 409 x 4096) took 0.54 s with it and 0.30 s without
+    (measured outside Dask with and without the variable). Arrays above
+    32 MB are memory maps either way and go back to the system when freed.
+    The thread limits (``OMP_NUM_THREADS=1`` etc.: one thread per worker)
+    are kept.
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return environ
