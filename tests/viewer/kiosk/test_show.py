@@ -88,6 +88,8 @@ def test_semantic_errors_name_line_and_field(tmp_path, old, new, field, needle):
     assert err.line == line_of(text, needle), str(err)
 
 
+@pytest.mark.reliability(kind="security", case="a kiosk show file naming data outside its folder (../, absolute)",
+                         promise="refused with the line and field unless allow_outside = true")
 def test_paths_outside_the_show_folder_need_allow_outside(tmp_path):
     inner = tmp_path / "show"
     inner.mkdir()

@@ -41,6 +41,8 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.reliability(kind="fault", case="SIGKILL and SIGSTOP (hang) of a supervised kiosk",
+                         promise="a kiosk is back on the same scene within 5 s")
 def test_killed_and_frozen_kiosks_come_back_on_the_same_scene(tmp_path):
     # attract mode from the start: the playlist leaves scene 0 after 1.5 s by itself, so being on
     # scene 1 after a restart shows the position was resumed (a fresh kiosk starts on scene 0)

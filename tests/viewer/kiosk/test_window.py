@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import importlib.util
 import shutil
 import subprocess
@@ -55,6 +57,8 @@ os._exit(0)  # as `lenghu kiosk` does: PySide6 can abort in the interpreter's te
 """
 
 
+@pytest.mark.reliability(kind="security", case="the kiosk's Qt window under Xvfb: close requests, Esc, Ctrl-Q, Alt-F4",
+                         promise="the window stays up; only the show's admin chord exits (status 0)")
 def test_kiosk_window_refuses_to_close_and_exits_only_by_the_chord(tmp_path):
     show = make_show(tmp_path, idle=100, web=False, images=2)
     proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24", sys.executable, "-c", CHILD, str(show),
