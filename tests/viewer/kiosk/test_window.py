@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 import importlib.util
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.viewer.kiosk.conftest import REPO, make_show
 
