@@ -252,3 +252,27 @@ def test_tour_drives_the_picture(tmp_path):
     assert main(["render", str(store.path), "--out", str(out), "--tour", str(tour), "--size", "128x128"]) == 0
     close = imageio.imread(out)
     assert lit_fraction(close) > 0.5  # zoomed into the clump: it fills the picture
+
+
+def test_a_removed_layer_lets_go_of_its_visual():
+    """Removing a layer closes its visual and disconnects it from the layer's events (a kiosk that swaps
+    layers for weeks would otherwise keep every old visual, its GPU buffers and frame buffer alive)."""
+    import gc
+    import weakref
+
+    grid = np.zeros((8, 8, 8), np.float32)
+    layers = [ParticleLayer(clump_scene(500, 500), point_size=2),
+              VolumeLayer(grid, extent=((0, 0, 0), (1, 1, 1)), clim=(0, 1))]
+    scene = Scene(list(layers), camera=front_camera(), scale_bar=False, color_bar=False)
+    renderer = SceneRenderer(scene, size=(64, 64))
+    try:
+        renderer.render()
+        visuals = [weakref.ref(renderer.adapter(layer)) for layer in layers]
+        for layer in layers:
+            scene.remove(layer)
+        gc.collect()
+        # no listener left: neither the scene's nor the visual's (the leak kept the visual's)
+        assert [len(layer.events.changed) for layer in layers] == [0, 0]
+        assert [v() for v in visuals] == [None, None]
+    finally:
+        renderer.close()

@@ -43,4 +43,5 @@ class ImageVisual:
         pass
 
     def close(self) -> None:
+        self.layer.events.changed.disconnect(self._on_change)  # else the layer keeps this visual alive
         self.visual.parent = None

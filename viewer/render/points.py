@@ -197,6 +197,7 @@ class ParticleVisual:
                                  on_loaded=lambda node: self.renderer.request_update(from_thread=True))
 
     def close(self) -> None:
+        self.layer.events.changed.disconnect(self._on_change)  # else the layer keeps this visual alive
         if self.loader is not None:
             self.loader.close()
         self._drop_gpu()

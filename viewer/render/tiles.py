@@ -158,5 +158,6 @@ class TiledImageVisual:
         return len(self._shown) + len(self._free)
 
     def close(self) -> None:
+        self.layer.events.changed.disconnect(self._on_change)  # else the layer keeps this visual alive
         self.loader.close()
         self.node.parent = None
