@@ -1,4 +1,8 @@
-"""Build an image pyramid (``NAME.pyr``, layout in :mod:`.format`) out of core from a FITS image.
+"""Build an image pyramid (``NAME.pyr``, layout in :mod:`.format`) out of core from a FITS image or an exposure.
+
+The input is read through a source of :mod:`.canvas`: one 2-D image, or a
+whole exposure (a raw multi-extension file, or the calibrated products of its
+CCDs) placed on one canvas by the instrument's mosaic geometry.
 
 Level 0 is read one band of ``tile`` rows at a time (``hdu.section``: only
 those rows are read from the file, the file is opened read-only and never
@@ -18,19 +22,14 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from lenghu.errors import LenghuError
+from lenghu.viewer.tiles.canvas import PyramidError, open_source
 from lenghu.viewer.tiles.format import FORMAT, META, SAMPLE, TILE, VERSION, level_file
-
-
-class PyramidError(LenghuError):
-    """An input cannot be made into an image pyramid (not a 2-D image, unreadable ...)."""
 
 
 @dataclass(frozen=True)
@@ -74,62 +73,6 @@ class PyramidResult:
     seconds: float
 
 
-class _Source:
-    """Rows of a 2-D image: ``rows(a, b)`` -> float32 (b - a, nx)."""
-
-    def __init__(self, source, hdu):
-        self.header = ""
-        self.name = "array"
-        self._hdul = None
-        if isinstance(source, np.ndarray):
-            if source.ndim != 2:
-                raise PyramidError(f"an image pyramid needs a 2-D array, got shape {source.shape}")
-            self._data = source
-            self.shape = source.shape
-            return
-        from astropy.io import fits
-        from astropy.utils.exceptions import AstropyUserWarning
-
-        path = Path(source)
-        self.name = str(path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", AstropyUserWarning)
-                # memmap=False: hdu.section then reads only the rows asked for, with plain reads (a memory map's
-                # touched pages would stay resident and count against the process, up to the whole image)
-                self._hdul = fits.open(path, memmap=False, mode="readonly", lazy_load_hdus=True)
-                candidates = [self._hdul[hdu]] if hdu is not None else list(self._hdul)
-                for h in candidates:
-                    if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2:
-                        dims = [h.header.get(f"NAXIS{i}", 1) for i in range(1, h.header["NAXIS"] + 1)]
-                        if sum(d > 1 for d in dims) == 2 and all(d == 1 for d in dims[2:]):
-                            self._hdu = h
-                            break
-                else:
-                    raise PyramidError(f"{path}: no 2-D image HDU" + (f" (HDU {hdu!r})" if hdu is not None else ""))
-        except (OSError, KeyError, IndexError, TypeError) as exc:
-            if self._hdul is not None:
-                self._hdul.close()
-            raise PyramidError(f"{path}: cannot read a FITS image: {exc}") from exc
-        h = self._hdu
-        self.shape = (int(h.header["NAXIS2"]), int(h.header["NAXIS1"]))
-        self.header = h.header.tostring(sep="\n")
-        self.name = f"{path}[{hdu if hdu is not None else self._hdul.index_of(h)}]"
-        self._data = None
-
-    def rows(self, a: int, b: int) -> np.ndarray:
-        if self._data is not None:
-            return np.asarray(self._data[a:b], dtype=np.float32)
-        section = self._hdu.section  # reads only rows a .. b (scaled by BSCALE/BZERO when present)
-        ndim = self._hdu.header["NAXIS"]
-        index = (0,) * (ndim - 2) + (slice(a, b), slice(None))
-        return np.asarray(section[index], dtype=np.float32).reshape(b - a, self.shape[1])
-
-    def close(self):
-        if self._hdul is not None:
-            self._hdul.close()
-
-
 def _tiles_of(shape: tuple[int, int], tile: int) -> tuple[int, int]:
     return (max(1, math.ceil(shape[0] / tile)), max(1, math.ceil(shape[1] / tile)))
 
@@ -156,14 +99,17 @@ def _half(block: np.ndarray) -> np.ndarray:
 
 def build_pyramid(source, out: str | Path, options: PyramidOptions | None = None,
                   progress: Callable[[str, float], None] | None = None) -> PyramidResult:
-    """Build a ``.pyr`` image pyramid from a FITS image path or a 2-D array (numpy or memmap).
+    """Build a ``.pyr`` image pyramid from a FITS image, a 2-D array, or a whole exposure.
 
     The pyramid appears only whole (built in a temporary folder beside ``out``, then renamed; an
     existing ``out`` is replaced).
 
     Parameters
     ----------
-    source : path or ndarray
+    source : path, glob, sequence of paths, ndarray or a :mod:`.canvas` source
+        A FITS image (the HDU of ``options.hdu``, or the first 2-D one); a 2-D array (numpy or memmap);
+        a raw exposure of a mosaic instrument (one HDU per CCD, e.g. WFST: each CCD assembled, placed on
+        one canvas); or several calibrated products of one exposure (paths or a glob).
     out : path
         The pyramid folder (conventionally ``NAME.pyr``).
     options : PyramidOptions
@@ -173,13 +119,13 @@ def build_pyramid(source, out: str | Path, options: PyramidOptions | None = None
     Raises
     ------
     PyramidError
-        The input is not a readable 2-D image.
+        The input is not a readable 2-D image or exposure; products of several exposures, or one CCD twice.
     """
     start = time.perf_counter()
     opt = options or PyramidOptions()
     say = progress or (lambda stage, fraction: None)
     out = Path(out)
-    src = _Source(source, opt.hdu)
+    src = open_source(source, opt.hdu)
     t = opt.tile
     ny, nx = src.shape
     if ny < 1 or nx < 1:
@@ -248,6 +194,8 @@ def build_pyramid(source, out: str | Path, options: PyramidOptions | None = None
             "sample": {"file": SAMPLE, "step": step, "count": int(sample.size)},
             "header": src.header, "source": src.name, "created_by": f"lenghu {__version__}",
         }
+        if src.mosaic:
+            meta["mosaic"] = src.mosaic
         (work / META).write_text(json.dumps(meta, indent=1))
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
