@@ -25,7 +25,12 @@ Layout (``layout`` 1), the same in Zarr and HDF5::
 Arrays are chunked in storage order (whole rows; about 16 MiB per chunk) and,
 in Zarr, compressed losslessly (Blosc: LZ4 after a byte shuffle). Writing runs on dask (reading the FITS file
 through a memory map chunk by chunk), so memory stays at a few chunks whatever
-the file size. Going back, each HDU is streamed out with astropy's
+the file size. The commonest image of all, a raw CCD frame in FITS's unsigned
+16-bit convention (``BITPIX = 16, BSCALE = 1, BZERO = 32768``), takes a faster
+road into Zarr (:func:`_write_unsigned16`): each chunk's bytes are read into one
+buffer, the offset is applied in place by flipping the sign bit, and the
+big-endian result is stored as it is (the array's ``bytes`` codec says
+``endian: "big"``), from a few threads at once. Going back, each HDU is streamed out with astropy's
 ``StreamingHDU``: headers and data units come out bit for bit as they went in
 (padding is written as zeros, as the standard asks).
 """
@@ -43,6 +48,9 @@ from lenghu.errors import FrameError
 
 LAYOUT = 1
 CHUNK_BYTES = 16 * 2**20
+#: Native uint16 whose two bytes in memory are 0x80 0x00: XOR-ed onto big-endian int16 FITS values
+#: it flips their sign bit, which is adding BZERO = 32768 modulo 2^16 (big-endian uint16 results).
+_SIGN_BIT_BE16 = np.frombuffer(b"\x80\x00", dtype="=u2")[0]
 _BITPIX = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
 
 
@@ -182,7 +190,7 @@ def fits_to_store(
     if ff.compression is not None:
         raise FrameError(src, "fits_to_store needs a plain FITS file (decompress it first)")
     root = open_store(out, backend, "w")
-    sources, targets = [], []
+    sources, targets, fast = [], [], []
     try:
         root.set_attrs({"lenghu": {"kind": "fits", "layout": LAYOUT}, "fits": {"source": src.name, "hdus": len(ff.hdus)}})
         if backend == "hdf5":
@@ -198,6 +206,10 @@ def fits_to_store(
             if squeeze and plan.storage != "bytes":
                 shape = tuple(n for n in shape if n != 1) or (1,)
             chunks = slab_chunks(shape, plan.store_dtype.itemsize, chunk_bytes)
+            if backend == "zarr" and is_unsigned16(plan):
+                target = group.create_array("data", shape, plan.store_dtype, chunks, big_endian=True)
+                fast.append((plan, target, shape, chunks))
+                continue
             target = group.create_array("data", shape, plan.store_dtype, chunks)
             source = RawSource(str(src), plan.data_offset, plan.file_dtype, plan.shape)
             lazy = da.from_array(source, chunks=slab_chunks(plan.shape, plan.store_dtype.itemsize, chunk_bytes),
@@ -214,9 +226,74 @@ def fits_to_store(
             from lenghu.io.snapshots.zarr_store import store_in_batches
 
             store_in_batches(list(zip(sources, targets)))
+        if fast:
+            _write_unsigned16(src, fast)
     finally:
         close_store(root)
     return Path(out)
+
+
+def is_unsigned16(plan: HduPlan) -> bool:
+    """Whether an HDU is a FITS unsigned 16-bit image (``BITPIX = 16, BSCALE = 1, BZERO = 32768``).
+
+    Only this exact convention takes :func:`_write_unsigned16`; every other scaling goes through
+    :func:`to_store_values`.
+    """
+    return plan.storage == "unsigned" and plan.file_dtype == np.dtype(">i2")
+
+
+def _write_unsigned16(src: Path, jobs: list[tuple[HduPlan, Any, tuple[int, ...], tuple[int, ...]]]) -> None:
+    """Write unsigned 16-bit FITS images into big-endian Zarr arrays, chunk by chunk, from a few threads.
+
+    The general road (dask over a memory map, :func:`to_store_values`, Zarr) makes three full
+    passes over every chunk before compression: a byte-swapping copy, the XOR with the offset into
+    a new array, and Zarr's own byte swap back if asked for big-endian. Here each chunk is one
+    ``readinto`` of its bytes (contiguous in the file: :func:`slab_chunks` chunks walk the data in
+    storage order) into a fresh buffer, one in-place XOR of the sign bit (which is adding BZERO =
+    32768 to the big-endian int16 values: the physical uint16 values, still big-endian) and
+    Zarr's Blosc encoding; numpy's XOR, file reads and Blosc release the GIL, so the threads use
+    every core. Measured on three full-size CCDs (510 MB, 2 cores, no fsync): 0.30-0.38 s against
+    1.8-2.2 s for the general road. Memory: a few chunk buffers (one per thread, plus Zarr's
+    encoded copy).
+
+    Parameters
+    ----------
+    src : Path
+        The plain FITS file.
+    jobs : list of (HduPlan, zarr array, shape, chunks)
+        Each HDU's plan (:func:`is_unsigned16`), its target array (created with
+        ``big_endian=True``), the stored shape (squeezed or not: the bytes are the same) and chunks.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lenghu.io.snapshots.zarr_store import store_workers
+
+    tasks = []
+    for plan, target, shape, chunks in jobs:
+        for index in block_slices(shape, chunks):
+            first = np.ravel_multi_index(tuple(s.start for s in index), shape) if shape else 0
+            extent = tuple(s.stop - s.start for s in index)
+            tasks.append((plan.data_offset + 2 * int(first), extent, target, index))
+
+    def copy_chunk(task) -> None:
+        offset, extent, target, index = task
+        buffer = np.empty(extent, dtype="=u2")
+        view = memoryview(buffer).cast("B")
+        with open(src, "rb", buffering=0) as handle:
+            handle.seek(offset)
+            done = 0
+            while done < len(view):
+                n = handle.readinto(view[done:])
+                if not n:
+                    raise FrameError(src, f"data end at byte {offset + done}, {len(view) - done} bytes "
+                                          f"short of the chunk at byte {offset} (truncated while converting?)")
+                done += n
+        np.bitwise_xor(buffer, _SIGN_BIT_BE16, out=buffer)
+        target[index] = buffer.view(">u2")
+
+    with ThreadPoolExecutor(store_workers()) as pool:
+        for _ in pool.map(copy_chunk, tasks):  # re-raises the first failure
+            pass
 
 
 def _hdu_groups(root: Store) -> list[Store]:

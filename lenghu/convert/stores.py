@@ -88,12 +88,36 @@ class Store:
         return out
 
     # --- arrays -----------------------------------------------------------------
-    def create_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...]):
-        """A new chunked array (Zarr: Blosc/LZ4-compressed; HDF5: chunked, uncompressed for portability)."""
+    def create_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
+                     big_endian: bool = False):
+        """A new chunked array (Zarr: Blosc/LZ4-compressed; HDF5: chunked, uncompressed for portability).
+
+        Parameters
+        ----------
+        name : str
+        shape, chunks : tuple of int
+        dtype : numpy dtype
+            The values' type (the byte order of what is written need not be native).
+        big_endian : bool
+            Zarr: encode the chunks big-endian (the ``bytes`` codec's ``endian = "big"``, which the
+            array's metadata declares, so every Zarr reader decodes the right values). Chunks handed
+            over as big-endian arrays (FITS data) are then written without a byte swap. HDF5: ignored.
+
+        Notes
+        -----
+        Zarr arrays are made with ``write_empty_chunks = True``: every chunk is written as it
+        comes. Zarr's default first compares each chunk with the fill value to skip empty ones,
+        a full extra pass that made a 16 MiB uint16 chunk cost about 35 ms to write instead of
+        about 12 ms (and a raw frame has no empty chunks to skip).
+        """
         if self.backend == "zarr":
+            from zarr.codecs import BytesCodec
+
             from lenghu.io.snapshots.zarr_store import zarr_compressors
 
-            return self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=zarr_compressors())
+            serializer = BytesCodec(endian="big") if big_endian else "auto"
+            return self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=zarr_compressors(),
+                                           serializer=serializer, config={"write_empty_chunks": True})
         return self.group.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks if all(shape) else None)
 
     def array(self, name: str):

@@ -151,6 +151,69 @@ def test_unsigned_and_scaled_images_are_stored_as_physical_or_raw(real_data, tmp
     assert (hdu.attrs["bscale"], hdu.attrs["bzero"]) == (header["BSCALE"], header["BZERO"])
 
 
+@pytest.mark.parametrize("squeeze", [False, True])
+def test_unsigned16_fast_path_gives_astropys_values_and_the_same_file_back(tmp_path, fitsverify, squeeze):
+    """The uint16 road into Zarr (read, flip the sign bit, store big-endian) against astropy's scaled read.
+
+    Chunks of 512 bytes split each image into several chunks, the last one partial; the values cover
+    both ends of the range (0 and 65535, stored as -32768 and 32767) and the sign boundary.
+    The file also holds HDUs that must NOT take the fast road: BZERO = 32768 with BSCALE = 2,
+    int16 without offset, and uint32 (BZERO = 2^31).
+    """
+    import json
+
+    import zarr
+
+    from lenghu.convert.fits_store import fits_to_store, is_unsigned16, plan_hdu
+    from lenghu.io.fitsfile import FitsFile
+
+    rng = np.random.default_rng(5)
+    flat = rng.integers(0, 65536, 37 * 53, dtype=np.uint16)
+    flat[:6] = [0, 1, 32767, 32768, 32769, 65535]
+    uint16 = flat.reshape(37, 53)
+    cube = rng.integers(0, 65536, (1, 19, 23), dtype=np.uint16)  # a degenerate axis: squeezed or not
+    scaled = fits.ImageHDU(rng.integers(-300, 300, (11, 13)).astype(np.int16), name="SCALED")
+    scaled.header["BSCALE"], scaled.header["BZERO"] = 2, 32768
+    hdus = [fits.PrimaryHDU(uint16), fits.ImageHDU(cube, name="CUBE"), scaled,
+            fits.ImageHDU(rng.integers(-9, 9, (5, 7)).astype(np.int16), name="PLAIN16"),
+            fits.ImageHDU(rng.integers(0, 2**32, (4, 6), dtype=np.uint32), name="U32")]
+    hdus[1].header["OBSERVER"] = "fast path"
+    src = tmp_path / "raw.fits"
+    fits.HDUList(hdus).writeto(src)
+
+    plans = [plan_hdu(info) for info in FitsFile(src).hdus]
+    assert [is_unsigned16(p) for p in plans] == [True, True, False, False, False]
+
+    out = tmp_path / "raw.zarr"
+    fits_to_store(src, out, "zarr", squeeze=squeeze, chunk_bytes=512)
+    root = zarr.open_group(out, mode="r")
+    with fits.open(src) as hdul:  # astropy: BZERO/BSCALE applied, unsigned as uint16/uint32
+        for i, hdu in enumerate(hdul):
+            group = root[f"hdu{i}"]
+            stored = group["data"][:]
+            expected = hdu.data.reshape(stored.shape)
+            assert stored.dtype == (expected.dtype.newbyteorder("=") if i != 2 else np.int16)
+            if i in (0, 1):  # physical uint16 values in native order, whatever the stored byte order
+                assert stored.dtype == np.dtype("=u2")
+            if i == 2:  # raw: the stored int16 values, physical = BZERO + BSCALE * value
+                np.testing.assert_array_equal(group.attrs["bzero"] + group.attrs["bscale"] * stored.astype(float),
+                                              expected)
+            else:
+                np.testing.assert_array_equal(stored, expected)
+            assert group.attrs["header"] == [card.image for card in fits.getheader(src, i).cards]
+            codecs = json.loads((out / f"hdu{i}" / "data" / "zarr.json").read_text())["codecs"]
+            endian = codecs[0]["configuration"]["endian"]
+            assert endian == ("big" if i in (0, 1) else "little")
+            assert group["data"].nchunks >= (2 if i in (0, 1) else 1)
+    if squeeze:
+        assert root["hdu1"]["data"].shape == (19, 23)
+    back = tmp_path / "back.fits"
+    convert(out, back)
+    assert back.read_bytes() == src.read_bytes()
+    errors, report = fitsverify(back)
+    assert errors == 0, report
+
+
 def test_mef_store_keeps_every_chip_wcs(real_data, tmp_path):
     import zarr
 
