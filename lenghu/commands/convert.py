@@ -18,7 +18,9 @@ extension (.fits .fz .zarr .h5/.hdf5 .parquet .vot .ecsv .csv).
   snapshots:           Gadget-2 binary, Gadget-3/4, AREPO, SWIFT, EAGLE, IllustrisTNG
                        -> Zarr or Gadget-4 HDF5, streamed chunk by chunk
                        -> OUT.lod: a level-of-detail octree for `lenghu view/render`
-  large images:        FITS -> OUT.pyr: a tile pyramid for `lenghu view/render`
+  large images:        FITS -> OUT.pyr: a tile pyramid for `lenghu view/render`;
+                       a raw WFST exposure, or its calibrated products (a quoted
+                       glob), -> OUT.pyr: all CCDs on one canvas
 
 With a folder or glob as INPUT, OUTPUT is a folder: every file is converted
 in parallel (--workers threads) with a progress bar; files that fail are
@@ -33,6 +35,7 @@ examples:
   lenghu convert snapdir_005/ snap_005.zarr
   lenghu convert snapshot_000.hdf5 web.lod
   lenghu convert mosaic.fits mosaic.pyr
+  lenghu convert 'out/calibrated/wfst_20251120_00015_*.fits' exposure.pyr
   lenghu convert 'night/*.fits.gz' night_fz/ --to fz
 """
 
