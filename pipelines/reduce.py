@@ -239,7 +239,11 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
             summary.failed_products[str(final)] = f"no usable {kind} frame"
             continue
         shape = tuple(inputs[0][1]["shape"])
-        outputs = tasks.create_combine_outputs(str(out / "work" / final.stem / "combined"), shape)
+        try:
+            outputs = tasks.create_combine_outputs(str(out / "work" / final.stem / "combined"), shape)
+        except tasks.OutputSpaceError as exc:
+            summary.failed_products[str(final)] = str(exc)
+            continue
         combine_outputs[final] = outputs
         rows = config.combine.rows_per_strip(len(inputs), shape[1], 8 if config.isr.precision == "float64" else 4)
         scratches = [r["scratch"] for _, r in inputs]

@@ -9,7 +9,9 @@ is ever seen.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,14 +173,57 @@ class _NpyWriter:
         return False
 
 
+class OutputSpaceError(LenghuError, OSError):
+    """An output or scratch file could not be allocated: no space left on the device holding ``folder``.
+
+    An :class:`OSError` with ``errno.ENOSPC`` (``filename`` is the folder), so callers that handle OS errors
+    see it as one, and a :class:`~lenghu.errors.LenghuError` naming the folder and its free space.
+    """
+
+    def __init__(self, folder: str | Path, needed: int, exc: BaseException):
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        OSError.__init__(self, errno.ENOSPC,
+                         f"no space left on the device holding {folder} ({free}, {needed / 1e6:.1f} MB needed: "
+                         f"{exc}); free some space and run again: finished products are kept and the run resumes",
+                         str(folder))
+        self.folder = str(folder)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
 def create_combine_outputs(folder: str, shape: tuple[int, int]) -> dict[str, str]:
-    """Empty memory-mapped arrays that the row-strip tasks of one master fill."""
+    """Empty .npy arrays that the row-strip tasks of one master fill through memory maps.
+
+    Their data are preallocated (``os.posix_fallocate``), not left sparse:
+    filling a sparse memory map on a full disk raises SIGBUS, which kills the
+    process, whereas a preallocation fails here with
+    :class:`OutputSpaceError` (ENOSPC) naming the folder. On failure the
+    files made so far are removed.
+    """
     Path(folder).mkdir(parents=True, exist_ok=True)
-    outputs = {}
+    outputs: dict[str, str] = {}
     for name, dtype in (("image", np.float32), ("variance", np.float32), ("n_used", np.int16)):
         path = str(Path(folder) / f"{name}.npy")
-        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
-        outputs[name] = path
+        dtype = np.dtype(dtype)
+        nbytes = dtype.itemsize * shape[0] * shape[1]
+        try:
+            with open(path, "wb") as handle:
+                outputs[name] = path
+                np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                              "fortran_order": False, "shape": tuple(shape)})
+                handle.flush()
+                # Zero-filled blocks really reserved on the device (the file reads as zeros, as before).
+                os.posix_fallocate(handle.fileno(), 0, handle.tell() + nbytes)
+        except OSError as exc:
+            for made in outputs.values():
+                Path(made).unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise OutputSpaceError(folder, nbytes, exc) from exc
+            raise
     return outputs
 
 

@@ -127,11 +127,6 @@ print("no error")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="pipelines/tasks.py create_combine_outputs makes sparse memmaps: filling "
-                                       "one on a full disk raises SIGBUS, which kills the process (the driver, "
-                                       "with threaded workers; with worker processes each worker that retries "
-                                       "the task, 4 times); preallocate them (os.posix_fallocate) so ENOSPC "
-                                       "surfaces as an OSError at creation")
 @pytest.mark.reliability(kind="fault", case="the disk fills up while a master's combine fills its memory-mapped "
                                             "output arrays (1 MB tmpfs; the combine's tasks run in a child process)",
                          promise="an OSError (ENOSPC) that the run reports with the folder; no crash")
