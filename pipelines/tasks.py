@@ -20,12 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from astropy.io import fits
 
-import bottleneck as bn
-
 from lenghu.calib.assemble import StripAssembler
 from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
 from lenghu.calib.isr import Calibrations, IsrConfig, calibrated_signal, remove_signature_by_strips
-from lenghu.calib.masters import MasterConfig, finish_master
+from lenghu.calib.masters import MasterConfig, finish_master, level_of
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
 from lenghu.io.products import MasterFile, ProvenanceEntry, copy_cards, stream_image_product, write_master
@@ -137,7 +135,7 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     if kind == "dark":
         scale = 1.0 / exptime
     elif kind == "flat":
-        level = float(bn.nanmedian(np.load(scratch, mmap_mode="r")))
+        level = level_of(np.load(scratch, mmap_mode="r"))
         if not np.isfinite(level) or level <= 0:
             raise FrameError(path, f"flat frame has median level {level:.1f} e-; not a usable flat")
         scale = 1.0 / level

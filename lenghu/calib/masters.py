@@ -54,6 +54,25 @@ class MasterConfig:
     bad_column_sigma: float = 10.0
 
 
+#: Pixels a robust noise floor is measured on (every n-th row pair beyond that; see :func:`bad_columns`).
+SUBSAMPLE_PIXELS = 4_000_000
+
+
+def level_of(frame: np.ndarray) -> float:
+    """Median of the finite values of every n-th pixel of ``frame``, n = pixels // :data:`SUBSAMPLE_PIXELS`.
+
+    Exact below 8 Mpixel; above, the median of at least 4 million pixels,
+    whose relative error is about ``1.25 spread / 2000`` (1e-5 for a flat
+    with 1% pixel scatter): a flat's scale only weights it against the
+    others before the combine, and the master is normalised to mean 1
+    afterwards. Reading a whole 4k x 4k frame for its median took 0.22 s per
+    flat, a 1.2 s stage of the masters' 14 s (docs/reduce.md).
+    """
+    flat = frame.reshape(-1)
+    step = max(1, flat.size // SUBSAMPLE_PIXELS)
+    return float(bn.nanmedian(flat[::step]))
+
+
 def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
     """Boolean mask of whole columns whose median stands out from their neighbours."""
     columns = bn.nanmedian(image, axis=0)  # bottleneck: ~10x numpy on a full CCD
@@ -67,8 +86,12 @@ def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
     # simulated night had 80 of 576 columns flagged). A column median is never known better than
     # its statistical error, 1.2533 sigma_pixel / sqrt(rows), with sigma_pixel from row-to-row
     # differences (free of the column structure being tested).
-    if image.shape[0] > 1:  # one float32 array of row differences, made in place (a full CCD: 340 MB)
-        diff = np.subtract(image[1:], image[:-1], dtype=np.float32)
+    # Row differences of every n-th pair of adjacent rows, n = pixels // 4 million (all pairs below 8 Mpixel):
+    # their median sets only this floor, and 4 million differences fix it to about 0.1%, at a
+    # fraction of a full-frame median's time (0.55 s of a 4k x 4k bias master's finishing).
+    if image.shape[0] > 1:  # one float32 array of row differences, made in place (a full CCD: 16 MB)
+        step = max(1, image.size // SUBSAMPLE_PIXELS)
+        diff = np.subtract(image[1::step], image[:-1:step], dtype=np.float32)
         np.abs(diff, out=diff)
         pixel = 1.4826 * float(bn.nanmedian(diff)) / np.sqrt(2.0)
         del diff
@@ -104,7 +127,7 @@ def finish_master(kind: MasterKind, image: np.ndarray, variance: np.ndarray, n_u
         hot = image > config.hot_pixel_rate
         mask[hot] |= MASK_DTYPE(MaskBit.HOT)
         quality["hot_pixels"] = int(hot.sum())
-        quality["median_rate_e_per_s"] = float(np.nanmedian(image))
+        quality["median_rate_e_per_s"] = float(bn.nanmedian(image))
     if kind in ("bias", "dark"):
         cols = bad_columns(image, config.bad_column_sigma)
         mask[cols] |= MASK_DTYPE(MaskBit.BAD)
@@ -119,6 +142,7 @@ def finish_master(kind: MasterKind, image: np.ndarray, variance: np.ndarray, n_u
         quality["normalisation_e"] = norm
         quality["low_pixels"] = int(low.sum())
     good = mask == 0
-    quality["noise"] = float(np.sqrt(np.nanmedian(variance[good]))) if good.any() else float("nan")
-    quality["median"] = float(np.nanmedian(image[good])) if good.any() else float("nan")
+    # bottleneck's medians: the same values as numpy's nanmedian, about 1.4x faster on a full frame.
+    quality["noise"] = float(np.sqrt(bn.nanmedian(variance[good]))) if good.any() else float("nan")
+    quality["median"] = float(bn.nanmedian(image[good])) if good.any() else float("nan")
     return MasterFrame(kind=kind, image=image, variance=variance, mask=mask, quality=quality)

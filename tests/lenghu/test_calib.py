@@ -80,6 +80,25 @@ def test_master_quality_figures():
     assert flat.image.mean() == pytest.approx(1.0) and flat.quality["normalisation_e"] == pytest.approx(2e4)
 
 
+def test_bad_columns_on_a_frame_past_the_subsample_size():
+    """Above 8 Mpixel the noise floor comes from every n-th row pair: same columns as the full count."""
+    from lenghu.calib.masters import SUBSAMPLE_PIXELS, bad_columns
+
+    rng = np.random.default_rng(11)
+    ny, nx = 3000, 3000  # 9 Mpixel: every 2nd row pair
+    assert ny * nx // SUBSAMPLE_PIXELS == 2
+    # Quantised like a master of integer data, so the floor (not the columns' MAD) decides.
+    bias = np.round(rng.normal(1000.0, 5.0, (ny, nx))).astype(np.float32)
+    bias[:, 1234] += 2.0   # 17 times a column median's error (1.2533 * 5 / sqrt(3000) = 0.11)
+    bias[:, 2500] += 0.15  # 1.3 times it: never bad
+    flagged = np.flatnonzero(bad_columns(bias, 10.0)[0])
+    assert flagged.tolist() == [1234]
+    # The subsampled floor against the full one: the same pixel noise to 1%.
+    full = np.abs(np.subtract(bias[1:], bias[:-1]))
+    sub = np.abs(np.subtract(bias[1::2], bias[:-1:2]))
+    assert np.median(sub) == pytest.approx(np.median(full), rel=0.01)
+
+
 def _frame(rng, ny=300, nx=200, sky=500.0, rn=5.0):
     image = (sky + rng.normal(0, np.sqrt(sky + rn**2), (ny, nx))).astype(np.float32)
     ys, xs = rng.integers(5, ny - 5, 40), rng.integers(5, nx - 5, 40)
@@ -173,3 +192,19 @@ def test_combine_by_sorting_network_equals_the_general_path(n, maxiters, monkeyp
     if n >= 4:
         assert fast.n_used[5, 5] == n and fast.n_used[7, 7] <= n - 1 and fast.n_used[9, 9] == 0
         assert not fast.kept[0, 7, 7]  # the outlier was rejected
+
+
+def test_level_of_a_flat_is_exact_small_and_close_large():
+    """A flat's scale: the exact median below 8 Mpixel, within 2e-5 of it on a 9 Mpixel flat."""
+    from lenghu.calib.masters import level_of
+
+    rng = np.random.default_rng(12)
+    small = rng.normal(2.0e4, 400.0, (1000, 1200)).astype(np.float32)
+    small[3, 4] = np.nan
+    assert level_of(small) == pytest.approx(float(np.nanmedian(small.astype(np.float64))), rel=1e-7)
+    yy, xx = np.mgrid[0:3000, 0:3000] / 3000.0
+    vignetted = 2.0e4 * (1 + 0.05 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2))
+    large = (vignetted * rng.normal(1.0, 0.01, vignetted.shape)).astype(np.float32)
+    exact = float(np.median(large))
+    assert level_of(large) != exact  # really a subsample
+    assert level_of(large) == pytest.approx(exact, rel=2e-5)
