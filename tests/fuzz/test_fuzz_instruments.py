@@ -13,6 +13,7 @@ from lenghu.instruments.model import Instrument
 
 from ..faults.reliability import counted
 from .guard import only_typed_errors
+from .mutate import mutate_lines
 
 SHIPPED = {name: (resources.files("lenghu.instruments") / "data" / f"{name}.toml").read_text()
            for name in ("generic", "kast_blue", "wfst")}
@@ -26,26 +27,7 @@ _scalar = st.one_of(st.integers(-10**20, 10**20).map(str), st.floats(allow_nan=T
 
 @st.composite
 def mutated_toml(draw) -> str:
-    lines = SHIPPED[draw(st.sampled_from(sorted(SHIPPED)))].splitlines()
-    for _ in range(draw(st.integers(1, 4))):
-        if not lines:
-            break
-        i = draw(st.integers(0, len(lines) - 1))
-        action = draw(st.sampled_from(["delete", "duplicate", "value", "garble", "truncate", "swap"]))
-        if action == "delete":
-            del lines[i]
-        elif action == "duplicate":
-            lines.insert(i, lines[i])
-        elif action == "value" and "=" in lines[i]:
-            lines[i] = lines[i].split("=", 1)[0] + "= " + draw(_scalar)
-        elif action == "garble":
-            lines[i] = draw(st.text(max_size=30))
-        elif action == "truncate":
-            lines = lines[:i]
-        elif action == "swap":
-            j = draw(st.integers(0, len(lines) - 1))
-            lines[i], lines[j] = lines[j], lines[i]
-    return "\n".join(lines) + "\n"
+    return mutate_lines(draw, SHIPPED[draw(st.sampled_from(sorted(SHIPPED)))].splitlines(), _scalar)
 
 
 @pytest.mark.reliability(kind="fuzz", case="instrument TOML files: shipped files with lines deleted, duplicated, "

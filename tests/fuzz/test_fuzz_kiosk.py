@@ -21,6 +21,7 @@ from lenghu.viewer.app.kiosk.show import Chord, ShowConfig, ShowError, load_show
 
 from ..faults.reliability import counted
 from .guard import only_typed_errors
+from .mutate import mutate_lines
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "shows" / "lenghu_sample"
 #: The example show without ``allow_outside`` and with its cosmic-web scene pointed at a file in
@@ -43,26 +44,7 @@ _values = st.one_of(
 
 @st.composite
 def mutated_show(draw) -> str:
-    lines = BASE.splitlines()
-    for _ in range(draw(st.integers(1, 4))):
-        if not lines:
-            break
-        i = draw(st.integers(0, len(lines) - 1))
-        action = draw(st.sampled_from(["delete", "duplicate", "value", "value", "garble", "truncate", "swap"]))
-        if action == "delete":
-            del lines[i]
-        elif action == "duplicate":
-            lines.insert(i, lines[i])
-        elif action == "value" and "=" in lines[i] and not lines[i].lstrip().startswith("#"):
-            lines[i] = lines[i].split("=", 1)[0] + "= " + draw(_values)
-        elif action == "garble":
-            lines[i] = draw(st.text(max_size=40))
-        elif action == "truncate":
-            lines = lines[:i]
-        elif action == "swap":
-            j = draw(st.integers(0, len(lines) - 1))
-            lines[i], lines[j] = lines[j], lines[i]
-    return "\n".join(lines) + "\n"
+    return mutate_lines(draw, BASE.splitlines(), _values)
 
 
 @pytest.fixture(scope="module")
