@@ -90,12 +90,18 @@ def field_file(name: str) -> str:
     return f"field.{name.replace('/', '~')}.f32"
 
 
-def is_lod_store(path: str | Path) -> bool:
-    """True for a folder with a lenghu-lod ``meta.json``."""
-    meta = Path(path) / META
+def folder_has_format(path: str | Path, meta_name: str, format_name: str) -> bool:
+    """True for a folder whose JSON file ``meta_name`` declares ``"format": format_name``
+    (how lenghu's folder formats, .lod and .pyr, are recognised)."""
+    meta = Path(path) / meta_name
     if not meta.is_file():
         return False
     try:
-        return json.loads(meta.read_text()).get("format") == FORMAT
+        return json.loads(meta.read_text()).get("format") == format_name
     except (OSError, ValueError):
         return False
+
+
+def is_lod_store(path: str | Path) -> bool:
+    """True for a folder with a lenghu-lod ``meta.json``."""
+    return folder_has_format(path, META, FORMAT)

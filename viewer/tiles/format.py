@@ -36,8 +36,9 @@ so every tile of every level is shown with the same limits.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from lenghu.viewer.lod.format import folder_has_format
 
 FORMAT = "lenghu-image-pyramid"
 VERSION = 1
@@ -53,10 +54,4 @@ def level_file(level: int) -> str:
 
 def is_pyramid(path: str | Path) -> bool:
     """True if ``path`` is a folder with a lenghu image pyramid's ``pyramid.json``."""
-    meta = Path(path) / META
-    if not meta.is_file():
-        return False
-    try:
-        return json.loads(meta.read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
+    return folder_has_format(path, META, FORMAT)
