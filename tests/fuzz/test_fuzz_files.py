@@ -118,7 +118,9 @@ def test_mutated_gadget2_snapshots(case, tmp_path_factory):
 def _compute_positions(snap) -> None:
     """Read every particle's position (what a converter or the viewer does next)."""
     for particles in snap.particles.values():
-        only_typed_errors(lambda: np.asarray(particles.positions.compute()))
+        positions = only_typed_errors(lambda: np.asarray(particles.positions.compute()))
+        if not isinstance(positions, LenghuError):
+            assert positions.ndim == 2 and positions.shape[1] == 3, positions.shape
 
 
 _HEADER_FIELDS = ("npart", "massarr", "time", "redshift", "flag_sfr", "flag_feedback", "npartTotal", "flag_cooling",
