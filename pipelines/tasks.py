@@ -244,15 +244,22 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     (:func:`~lenghu.calib.combine.model_variance`; ``poisson`` False for biases), else the
     clipped sample variance.
     """
-    stack = np.stack([np.load(s, mmap_mode="r")[y0:y1] * scale for s, scale in zip(scratches, scales)])
-    strip = combine_stack(stack, config, sample_variance=read_variances is None)
-    del stack
-    variance = strip.variance
-    if read_variances is not None:
-        width = strip.image.shape[1]
-        variance = model_variance(strip, (read_variance_rows(r, y0, y1, width) for r in read_variances), scales,
-                                  poisson, config)
-    for name, value in (("image", strip.image), ("variance", variance), ("n_used", strip.n_used)):
+    from lenghu.calib import combine_kernel  # numba: imported where a combine runs, not by every process
+
+    if combine_kernel.kernel_applies(len(scratches), config, read_variances):
+        # The default master combine, compiled: the same values as the numpy path below, ~8x faster.
+        image, variance, n_used = combine_kernel.combine_model(
+            [np.load(s, mmap_mode="r")[y0:y1] for s in scratches], scales, config, read_variances, y0, poisson)
+    else:
+        stack = np.stack([np.load(s, mmap_mode="r")[y0:y1] * scale for s, scale in zip(scratches, scales)])
+        strip = combine_stack(stack, config, sample_variance=read_variances is None)
+        del stack
+        image, variance, n_used = strip.image, strip.variance, strip.n_used
+        if read_variances is not None:
+            width = strip.image.shape[1]
+            variance = model_variance(strip, (read_variance_rows(r, y0, y1, width) for r in read_variances), scales,
+                                      poisson, config)
+    for name, value in (("image", image), ("variance", variance), ("n_used", n_used)):
         out = np.load(outputs[name], mmap_mode="r+")
         out[y0:y1] = value
         out.flush()
