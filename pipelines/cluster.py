@@ -63,7 +63,8 @@ def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Clien
     import dask
 
     # Dask's worker environment minus MALLOC_TRIM_THRESHOLD_ (see worker_environment)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(),
+                          "distributed.worker.multiprocessing-method": execution.start_method}):
         cluster = distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=execution.threads_per_worker,
@@ -77,12 +78,40 @@ def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Clien
             silence_logs=logging.CRITICAL,  # task errors are reported in the summary
         )
     client = distributed.Client(cluster)
+    if execution.processes and execution.start_method == "fork":
+        client.register_plugin(QuietForkedWorkerLogs(), name="lenghu-quiet-logs")
     try:
         yield client, ClusterInfo("local", cluster.scheduler_address, _local_dashboard_link(client, execution),
                                   workers)
     finally:
         client.close()
         cluster.close()
+
+
+def _quiet_filter(record) -> bool:
+    return not record.name.startswith("distributed") or record.levelno >= logging.CRITICAL
+
+
+class _QuietLogsPlugin:
+    """Worker plugin: Dask's records below CRITICAL are not printed by the handlers a forked worker
+    inherited from the command line (task errors are reported in the run's summary instead).
+
+    A spawned worker starts with Dask's own silenced handler; a forked one also has the driver's
+    root handler, which printed every failed task's traceback (``Compute Failed``) to the terminal.
+    """
+
+    name = "lenghu-quiet-logs"
+
+    def setup(self, worker) -> None:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_filter)
+
+
+def QuietForkedWorkerLogs():  # noqa: N802 - builds the plugin object (distributed imported lazily)
+    """A :class:`distributed.WorkerPlugin` that silences Dask in forked workers (see :class:`_QuietLogsPlugin`)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    return type("QuietForkedWorkerLogs", (_QuietLogsPlugin, WorkerPlugin), {})()
 
 
 def _local_dashboard_link(client: "distributed.Client", execution: ExecutionConfig) -> str:  # noqa: F821

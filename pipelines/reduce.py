@@ -22,13 +22,12 @@ from typing import Any, Iterable
 from lenghu import __version__
 from lenghu.io.atomic import remove_stale_temporaries
 from lenghu.io.paths import safe_name
-from lenghu.io.products import ProvenanceEntry
+from lenghu.calib.masters import MasterQuality
+from lenghu.io.products import ProvenanceEntry, abandon_shared_product, begin_shared_product, master_cards
 from lenghu.pipelines.cluster import dask_client
 from lenghu.pipelines.config import ReduceConfig
 from lenghu.io.discover import find_raw_files
 from lenghu.pipelines.lock import RunLock
-from lenghu.pipelines.coadd_stage import run_coadd_stage
-from lenghu.pipelines.measure_stage import run_measure_stage
 from lenghu.pipelines.progress import wait_all
 from lenghu.pipelines.registry import Registry, inputs_key
 from lenghu.pipelines.resources import ResourceMeter
@@ -114,9 +113,14 @@ def _run(request: ReduceRequest, out: Path, registry: Registry) -> ReduceSummary
                     _masters(kind, night, masters, request, client, registry, run_id, summary, out, config_hash)
             if "science" in request.stages:
                 _science(night, masters, request, client, registry, run_id, summary, out, config_hash)
+            # The measure and coadd stages import astropy.wcs, scipy.stats and sep (0.6 s): only when they run.
             if "measure" in request.stages:
+                from lenghu.pipelines.measure_stage import run_measure_stage
+
                 run_measure_stage(request, client, registry, run_id, summary, out, config_hash)
             if "coadd" in request.stages:
+                from lenghu.pipelines.coadd_stage import run_coadd_stage
+
                 run_coadd_stage(request, client, registry, run_id, summary, out)
             status = "done"
         finally:
@@ -255,22 +259,38 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
             finals.append(final)
     _, errors = wait_all(futures, f"master {kind}: combine", request.progress)
     broken = {final for final, fut in zip(finals, futures) if fut.key in errors}
-    # Phase 3: normalise, mask, write FITS.
-    futures, meta = [], []
+    # Phase 3: normalise, mask, write FITS: column medians and row ranges on every worker, into one file.
+    futures, meta, products = [], [], {}
+    parts = max(1, min(MAX_WRITE_PARTS, len(client.scheduler_info().get("workers", {})) or 1))
     for det, filt, frames, needs, final, key in jobs:
         if final not in combine_outputs or final in broken:
             if final in broken:
                 summary.failed_products[str(final)] = "combining failed"
             continue
         inputs = prepared[final]
+        outputs = combine_outputs[final]
+        shape = tuple(inputs[0][1]["shape"])
         provenance = [ProvenanceEntry("input", f.path, f.checksum) for f, _ in inputs]
         provenance += [ProvenanceEntry(k, p, registry_checksum(registry, p)) for k, p in needs.items() if p]
-        futures.append(client.submit(tasks.finish_master_file, kind, combine_outputs[final], len(inputs),
-                                     config.masters, str(final), det, filt, provenance, config_hash, pure=False))
+        cards = master_cards(kind, det, filt, MasterQuality.placeholder(kind, len(inputs)))
+        try:
+            product = begin_shared_product(final, shape, cards, provenance, config_hash)
+        except OSError as exc:
+            summary.failed_products[str(final)] = f"{type(exc).__name__}: {exc}"
+            continue
+        products[final] = product
+        columns = [client.submit(tasks.master_column_medians, outputs["image"], x0, x1, pure=False)
+                   for x0, x1 in _ranges(shape[1], parts)] if kind in ("bias", "dark") else []
+        plan = client.submit(tasks.plan_master_file, kind, outputs, len(inputs), config.masters, columns,
+                             pure=False)
+        written = [client.submit(tasks.write_master_rows, product, plan, outputs, y0, y1, pure=False)
+                   for y0, y1 in _ranges(shape[0], parts)]
+        futures.append(client.submit(tasks.finish_master_product, product, plan, written, pure=False))
         meta.append((det, filt, final, key, provenance, needs))
     results, errors = wait_all(futures, f"master {kind}: write", request.progress)
     for (det, filt, final, key, provenance, needs), result, fut in zip(meta, results, futures):
         if result is None:
+            abandon_shared_product(products[final])
             summary.failed_products[str(final)] = errors.get(fut.key, "task failed")
             continue
         missing = [k for k, p in needs.items() if not p]
@@ -282,6 +302,16 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
         summary.masters.append(str(final))
         if missing:
             summary.missing[str(final)] = missing
+
+
+#: Most processes that write parts of one master file at once.
+MAX_WRITE_PARTS = 4
+
+
+def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering ``0:n`` (fewer when ``n`` is small)."""
+    edges = sorted({round(i * n / parts) for i in range(parts + 1)})
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def registry_checksum(registry: Registry, path: str) -> str:

@@ -22,11 +22,14 @@ from astropy.io import fits
 
 from lenghu.calib.assemble import StripAssembler
 from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
-from lenghu.calib.isr import Calibrations, IsrConfig, calibrated_signal, remove_signature_by_strips
-from lenghu.calib.masters import MasterConfig, finish_master, level_of
+from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature_by_strips, subtract_masters_in_place
+from lenghu.calib.masters import (MasterConfig, MasterPlan, MasterQuality, column_medians, finish_rows, level_of,
+                                  plan_master)
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
-from lenghu.io.products import MasterFile, ProvenanceEntry, copy_cards, stream_image_product, write_master
+from lenghu.io.products import (WRITE_ROWS, MasterFile, ProvenanceEntry, SharedProduct, abandon_shared_product,
+                                begin_shared_product, copy_cards, finish_shared_product, master_cards, quality_cards,
+                                stream_image_product)
 from lenghu.io.raw import instrument_for, open_raw_detector, read_record
 from lenghu.pipelines.registry import file_checksum
 
@@ -127,11 +130,9 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     with _NpyWriter(scratch, shape, isr.dtype) as sci_out:
         for y0 in range(0, shape[0], rows):
             y1 = min(shape[0], y0 + rows)
-            assembled = assembler.rows(y0, y1)
-            bad.add(assembled.no_data)
-            sci = calibrated_signal(assembled, exptime, cals.rows(y0, y1), isr.dtype)
-            sci[assembled.no_data] = np.nan
-            sci_out.write(sci)
+            sci = assembler.signal_rows(y0, y1)
+            bad.add(np.isnan(sci))
+            sci_out.write(subtract_masters_in_place(sci, exptime, cals.rows(y0, y1)))
     if kind == "dark":
         scale = 1.0 / exptime
     elif kind == "flat":
@@ -161,7 +162,7 @@ class _NpyWriter:
 
     def write(self, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        self._handle.write(rows.tobytes())
+        self._handle.write(memoryview(rows).cast("B"))  # no bytes copy
         self._row += rows.shape[0]
 
     def __exit__(self, exc_type, exc, tb):
@@ -246,12 +247,14 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     """
     from lenghu.calib import combine_kernel  # numba: imported where a combine runs, not by every process
 
-    if combine_kernel.kernel_applies(len(scratches), config, read_variances):
+    inputs = [np.load(s, mmap_mode="r")[y0:y1] for s in scratches]
+    if combine_kernel.kernel_applies(len(scratches), config, read_variances) and \
+            all(part.dtype == np.float32 for part in inputs):
         # The default master combine, compiled: the same values as the numpy path below, ~8x faster.
-        image, variance, n_used = combine_kernel.combine_model(
-            [np.load(s, mmap_mode="r")[y0:y1] for s in scratches], scales, config, read_variances, y0, poisson)
+        # (float32 only: a float64 reduction, precision = "float64", keeps numpy's float64 arithmetic.)
+        image, variance, n_used = combine_kernel.combine_model(inputs, scales, config, read_variances, y0, poisson)
     else:
-        stack = np.stack([np.load(s, mmap_mode="r")[y0:y1] * scale for s, scale in zip(scratches, scales)])
+        stack = np.stack([part * scale for part, scale in zip(inputs, scales)])
         strip = combine_stack(stack, config, sample_variance=read_variances is None)
         del stack
         image, variance, n_used = strip.image, strip.variance, strip.n_used
@@ -267,16 +270,64 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     return y1 - y0
 
 
+def master_column_medians(image_path: str, x0: int, x1: int) -> np.ndarray:
+    """Medians of columns ``x0:x1`` of a combined master (bad columns are judged on them)."""
+    return column_medians(np.load(image_path, mmap_mode="r")[:, x0:x1])
+
+
+def plan_master_file(kind: str, outputs: Mapping[str, str], n_inputs: int, config: MasterConfig,
+                     column_parts: Sequence[np.ndarray]) -> MasterPlan:
+    """The whole-frame figures of a combined master (:func:`~lenghu.calib.masters.plan_master`)."""
+    columns = np.concatenate(column_parts) if column_parts else None
+    return plan_master(kind, np.load(outputs["image"], mmap_mode="r"), np.load(outputs["n_used"], mmap_mode="r"),
+                       n_inputs, config, columns=columns)
+
+
+def write_master_rows(product: SharedProduct, plan: MasterPlan, outputs: Mapping[str, str], y0: int,
+                      y1: int) -> tuple[dict, MasterQuality]:
+    """Rows ``y0:y1`` of a master finished (scaled, masked) into its shared product file.
+
+    The combined planes are read through memory maps strip by strip: no full-frame array is made.
+    Returns the part written and the quality figures' share of these rows.
+    """
+    image = np.load(outputs["image"], mmap_mode="r")
+    variance = np.load(outputs["variance"], mmap_mode="r")
+    n_used = np.load(outputs["n_used"], mmap_mode="r")
+    quality = MasterQuality(plan)
+    with product.writer() as out:
+        for a in range(y0, y1, WRITE_ROWS):
+            b = min(y1, a + WRITE_ROWS)
+            part = finish_rows(plan, image[a:b], variance[a:b], n_used[a:b])
+            quality.add(a, *part, n_used[a:b])
+            out.write_rows(a, *part)
+        written = out.written()
+    return written, quality
+
+
+def finish_master_product(product: SharedProduct, plan: MasterPlan,
+                          parts: Sequence[tuple[dict, MasterQuality]]) -> dict[str, Any]:
+    """Join the parts of a master into its file (quality in the header); return path, checksum, quality."""
+    quality = MasterQuality(plan).merge([q for _, q in parts])
+    figures = quality.figures()
+    path = finish_shared_product(product, [p for p, _ in parts], quality_cards(figures))
+    return {"path": str(path), "checksum": file_checksum(path), "quality": figures}
+
+
 def finish_master_file(kind: str, outputs: Mapping[str, str], n_inputs: int, config: MasterConfig,
                        final: str, detector: str, filter_name: str | None,
                        provenance: Sequence[ProvenanceEntry], config_hash: str) -> dict[str, Any]:
-    """Normalise and mask the combined master, write it as FITS; return its path, checksum, quality."""
-    image = np.load(outputs["image"])
-    variance = np.load(outputs["variance"])
-    n_used = np.load(outputs["n_used"])
-    master = finish_master(kind, image, variance, n_used, n_inputs, config)
-    write_master(final, master, detector, filter_name, provenance, config_hash)
-    return {"path": final, "checksum": file_checksum(final), "quality": master.quality}
+    """Normalise and mask the combined master, write it as FITS, in one task (see :func:`write_master_rows`
+    for the pipeline's parallel form); return its path, checksum, quality."""
+    plan = plan_master_file(kind, outputs, n_inputs, config, [])
+    product = begin_shared_product(final, plan.shape, master_cards(kind, detector, filter_name,
+                                                                   MasterQuality.placeholder(kind, n_inputs)),
+                                   provenance, config_hash)
+    try:
+        part = write_master_rows(product, plan, outputs, 0, plan.shape[0])
+    except BaseException:
+        abandon_shared_product(product)
+        raise
+    return finish_master_product(product, plan, [part])
 
 
 def calibrate(path: str, spec: str, detector: str, masters: Mapping[str, str | None], isr: IsrConfig,

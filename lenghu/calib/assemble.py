@@ -104,6 +104,21 @@ def assemble(
     return AssembledFrame(image, read_var, saturated, no_data, noise, levels)
 
 
+def _tiles(detector: Detector) -> bool:
+    """Whether the amplifiers' detector sections cover the detector exactly once (inside it, no overlap,
+    areas adding up to the detector's)."""
+    ny, nx = detector.shape
+    boxes = [(a.detector_section.y0, a.detector_section.y1, a.detector_section.x0, a.detector_section.x1)
+             for a in detector.amplifiers]
+    if any(y0 < 0 or x0 < 0 or y1 > ny or x1 > nx for y0, y1, x0, x1 in boxes):
+        return False
+    for i, (ay0, ay1, ax0, ax1) in enumerate(boxes):
+        for by0, by1, bx0, bx1 in boxes[i + 1:]:
+            if ay0 < by1 and by0 < ay1 and ax0 < bx1 and bx0 < ax1:
+                return False
+    return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in boxes) == ny * nx
+
+
 def _flip(array: np.ndarray, amp: Amplifier) -> np.ndarray:
     """Raw amplifier pixels in detector orientation (reversed DETSEC axes)."""
     sec = amp.detector_section
@@ -204,11 +219,44 @@ class StripAssembler:
             self.read_noise[amp.name] = rn
             self._level[amp.name] = np.broadcast_to(level, (amp.data_section.shape[0], 1))
             self._read_var[amp.name] = rn * rn * (1.0 + level_var)
+        self._tiled = _tiles(detector)
 
     def read_variance_layout(self) -> list[tuple[int, int, int, int, float]]:
         """The read-variance plane as ``(y0, y1, x0, x1, electrons^2)`` per amplifier (0 elsewhere)."""
         return [(a.detector_section.y0, a.detector_section.y1, a.detector_section.x0, a.detector_section.x1,
                  float(np.float32(self._read_var[a.name]))) for a in self.detector.amplifiers]
+
+    def signal_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Detector rows ``y0:y1`` in electrons only, NaN where there is no data.
+
+        The image of :meth:`rows` (the same values where there are data)
+        without its read variance, saturation and coverage planes: the inputs
+        of a master need none of them, and making them took two thirds of a
+        master input's time.
+        """
+        dtype = self._dtype
+        shape = (y1 - y0, self.shape[1])
+        # NaN where no amplifier covers the detector; when they tile it, every pixel is written below.
+        image = np.empty(shape, dtype=dtype) if self._tiled else np.full(shape, np.nan, dtype=dtype)
+        cache: dict[tuple[int, int], np.ndarray] = {}
+        for amp in self.detector.amplifiers:
+            det, data = amp.detector_section, amp.data_section
+            a, b = max(y0, det.y0), min(y1, det.y1)
+            if a >= b:
+                continue
+            n = data.shape[0]
+            k0, k1 = a - det.y0, b - det.y0
+            l0, l1 = (n - k1, n - k0) if det.flip_y else (k0, k1)
+            key = (data.y0 + l0, data.y0 + l1)
+            if key not in cache:
+                cache[key] = self._read(*key)
+            raw = np.asarray(cache[key][:, data.x0:data.x1], dtype=dtype)
+            target = _flip(image[a - y0:b - y0, det.slices[1]], amp)  # a view: written in raw orientation
+            np.subtract(raw, self._level[amp.name][l0:l1], out=target, dtype=dtype)
+            target *= dtype(amp.gain.to_value(ELECTRON_PER_ADU))
+        if not np.isfinite(np.sum(image, dtype=np.float64)):  # some value is not finite: no data too
+            image[~np.isfinite(image)] = np.nan
+        return image
 
     def rows(self, y0: int, y1: int) -> AssembledFrame:
         """Detector rows ``y0:y1`` assembled (electrons, read variance, saturation, no data)."""

@@ -282,7 +282,8 @@ def combine_model(inputs: Sequence[np.ndarray], scales: Sequence[float], config:
     Parameters
     ----------
     inputs : sequence of ndarray (rows, nx)
-        Each input's rows (unscaled float32, NaN where there is no data; memory maps are fine).
+        Each input's rows (unscaled float32, NaN where there is no data; memory maps are fine). Other
+        types are converted to float32: pass float32 to get numpy's values.
     scales : sequence of float
     config : CombineConfig
     layouts : sequence

@@ -77,14 +77,13 @@ class CalibratedImage:
     cosmic_ray_pixels: int = 0
 
 
-def calibrated_signal(frame: AssembledFrame, exptime: float, cals: Calibrations,
-                      dtype: type = np.float32) -> np.ndarray:
-    """SCI alone (bias, dark scaled by ``exptime``, flat), without variance or mask.
+def subtract_masters_in_place(sci: np.ndarray, exptime: float, cals: Calibrations) -> np.ndarray:
+    """Bias, dark (scaled by ``exptime``) and flat applied to ``sci`` (electrons), in place; returns it.
 
-    The same arithmetic as :func:`subtract_calibrations`, for the inputs of a
-    master, which need neither and would triple the memory of the task.
+    SCI alone, without variance or mask (the inputs of a master need neither): the same arithmetic as
+    :func:`subtract_calibrations`. NaN (no data) stays NaN.
     """
-    sci = frame.image.astype(dtype, copy=True)
+    dtype = sci.dtype.type
     if cals.bias is not None:
         sci -= cals.bias.image.astype(dtype)
     if cals.dark is not None:

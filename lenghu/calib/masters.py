@@ -73,9 +73,15 @@ def level_of(frame: np.ndarray) -> float:
     return float(bn.nanmedian(flat[::step]))
 
 
-def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Boolean mask of whole columns whose median stands out from their neighbours."""
-    columns = bn.nanmedian(image, axis=0)  # bottleneck: ~10x numpy on a full CCD
+def bad_columns(image: np.ndarray, sigma: float, divide_by: float = 1.0,
+                columns: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of whole columns whose median stands out from their neighbours.
+
+    ``image`` may be a memory map (it is read by bands of columns); the test is
+    made on ``image / divide_by`` (a dark's rate), computed band by band.
+    ``columns``: the column medians (:func:`column_medians`) if already known.
+    """
+    columns = column_medians(image, divide_by) if columns is None else columns
     from scipy.ndimage import median_filter
 
     smooth = median_filter(columns, size=15, mode="nearest")
@@ -91,10 +97,11 @@ def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
     # fraction of a full-frame median's time (0.55 s of a 4k x 4k bias master's finishing).
     if image.shape[0] > 1:  # one float32 array of row differences, made in place (a full CCD: 16 MB)
         step = max(1, image.size // SUBSAMPLE_PIXELS)
-        diff = np.subtract(image[1::step], image[:-1:step], dtype=np.float32)
+        upper, lower = _scaled(image[1::step], divide_by), _scaled(image[:-1:step], divide_by)
+        diff = np.subtract(upper, lower, dtype=np.float32)
         np.abs(diff, out=diff)
         pixel = 1.4826 * float(bn.nanmedian(diff)) / np.sqrt(2.0)
-        del diff
+        del diff, upper, lower
     else:
         pixel = 0.0
     floor = 1.2533 * pixel / np.sqrt(image.shape[0])
@@ -102,9 +109,173 @@ def bad_columns(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.broadcast_to(bad[None, :], image.shape)
 
 
+#: Columns per band when column medians are taken (a band of a full-size CCD is 9 MB of float32).
+COLUMN_BAND = 256
+
+
+def column_medians(image: np.ndarray, divide_by: float = 1.0) -> np.ndarray:
+    """NaN-aware median of every column of ``image / divide_by``, band by band (bottleneck: ~10x numpy)."""
+    nx = image.shape[1]
+    out = np.empty(nx, dtype=np.result_type(image.dtype, np.float32))
+    for x0 in range(0, nx, COLUMN_BAND):
+        band = _scaled(image[:, x0:x0 + COLUMN_BAND], divide_by)
+        out[x0:x0 + COLUMN_BAND] = bn.nanmedian(band, axis=0)
+    return out
+
+
+def _scaled(part: np.ndarray, divide_by: float) -> np.ndarray:
+    """``part / divide_by`` in float32 as :func:`finish_master` computes it (``part`` itself when 1)."""
+    return part if divide_by == 1.0 else part / np.float32(divide_by)
+
+
+def _flag(mask: np.ndarray, bit: MaskBit, where: np.ndarray) -> None:
+    """Set ``bit`` in ``mask`` where ``where`` is true, in place (no fancy-indexed copies)."""
+    np.bitwise_or(mask, MASK_DTYPE(bit), out=mask, where=where)
+
+
+def _subsample(plane: np.ndarray, mask: np.ndarray, first_index: int, step: int) -> np.ndarray:
+    """Every ``step``-th pixel (counted from the frame's first, ``first_index`` being this part's) where
+    ``mask`` is 0."""
+    offset = (-first_index) % step
+    return plane.reshape(-1)[offset::step][mask.reshape(-1)[offset::step] == 0]
+
+
+@dataclass(frozen=True)
+class MasterPlan:
+    """What finishing a master needs of the whole combined frame, found before its rows are finished.
+
+    ``divide_by`` divides image (and its square the variance): the exposure
+    time of a dark, the mean level of a flat, 1 for a bias; ``bad_columns``
+    flags whole columns (biases and darks; None for flats).
+    """
+
+    kind: MasterKind
+    shape: tuple[int, int]
+    n_inputs: int
+    divide_by: float
+    bad_columns: np.ndarray | None
+    config: MasterConfig
+    figures: dict
+
+
+def plan_master(kind: MasterKind, image: np.ndarray, n_used: np.ndarray, n_inputs: int, config: MasterConfig,
+                exposure: float = 1.0, rows: int = 512, columns: np.ndarray | None = None) -> MasterPlan:
+    """The whole-frame figures of a master: flat level, bad columns (``image`` may be a memory map).
+
+    ``columns``: the medians of the columns of ``image / exposure`` if already known (biases and darks).
+    """
+    figures: dict = {}
+    divide_by, cols = 1.0, None
+    if kind == "dark":
+        divide_by = float(exposure)
+    if kind in ("bias", "dark"):
+        cols = bad_columns(image, config.bad_column_sigma, divide_by, columns)[0]
+        figures["bad_columns"] = int(cols.sum())
+    if kind == "flat":
+        # Mean of the good pixels, accumulated in float64 strip by strip (a float32 sum of 85 million
+        # pixels, a full-size CCD, drifts in its 5th digit).
+        total, count = 0.0, 0
+        for y0 in range(0, image.shape[0], rows):
+            part = np.asarray(image[y0:y0 + rows])
+            good = np.isfinite(part) & (np.asarray(n_used[y0:y0 + rows]) > 0)
+            total += float(np.sum(part, where=good, dtype=np.float64))
+            count += int(good.sum())
+        divide_by = total / count if count else float("nan")
+        figures["normalisation_e"] = divide_by
+    return MasterPlan(kind, tuple(image.shape), int(n_inputs), divide_by, cols, config, figures)
+
+
+def finish_rows(plan: MasterPlan, image: np.ndarray, variance: np.ndarray,
+                n_used: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Some rows of the master: image and variance scaled, mask set (new arrays)."""
+    image = np.asarray(image, dtype=np.float32)
+    variance = np.asarray(variance, dtype=np.float32)
+    mask = np.zeros(image.shape, dtype=MASK_DTYPE)
+    _flag(mask, MaskBit.NO_DATA, np.asarray(n_used) == 0)
+    if plan.kind in ("dark", "flat"):
+        image = image / np.float32(plan.divide_by)
+        variance = variance / np.float32(plan.divide_by ** 2)
+    if plan.kind == "dark":
+        _flag(mask, MaskBit.HOT, image > plan.config.hot_pixel_rate)
+    if plan.bad_columns is not None:
+        _flag(mask, MaskBit.BAD, np.broadcast_to(plan.bad_columns[None, :], image.shape))
+    if plan.kind == "flat":
+        _flag(mask, MaskBit.LOW_FLAT, ~(image > plan.config.low_flat))
+    return image, variance, mask
+
+
+class MasterQuality:
+    """Quality figures of a master, accumulated row strip by row strip (:meth:`add`, then :meth:`figures`).
+
+    Medians (noise, level, dark rate) are of every n-th good pixel, n = pixels // :data:`SUBSAMPLE_PIXELS`
+    (all pixels below 8 million; above, at least 4 million, which fix a median to 1e-3 of the spread): a
+    full-frame median of each plane took 0.2 s of a 4k x 4k master's finishing, for figures of the
+    registry.
+    """
+
+    def __init__(self, plan: MasterPlan):
+        self.plan = plan
+        self.step = max(1, plan.shape[0] * plan.shape[1] // SUBSAMPLE_PIXELS)
+        self.used = 0
+        self.counts = {"hot_pixels": 0, "low_pixels": 0}
+        self.samples: dict[str, list[np.ndarray]] = {"variance": [], "image": [], "all": []}
+
+    @classmethod
+    def placeholder(cls, kind: MasterKind, n_inputs: int) -> dict:
+        """Figures of the right names and types before any is known (a header's cards made up front)."""
+        plan = MasterPlan(kind, (1, 1), n_inputs, 1.0, None, MasterConfig(),
+                          {"bad_columns": 0, "normalisation_e": float("nan")})
+        return cls(plan).figures()
+
+    def merge(self, others: "list[MasterQuality]") -> "MasterQuality":
+        """Add what other accumulators of the same master (other rows) collected; returns self."""
+        for other in others:
+            self.used += other.used
+            for key in self.counts:
+                self.counts[key] += other.counts[key]
+            for key in self.samples:
+                self.samples[key].extend(other.samples[key])
+        return self
+
+    def add(self, y0: int, image: np.ndarray, variance: np.ndarray, mask: np.ndarray, n_used: np.ndarray) -> None:
+        first = y0 * self.plan.shape[1]
+        self.used += int(np.sum(n_used, dtype=np.int64))
+        if self.plan.kind == "dark":
+            self.counts["hot_pixels"] += int(np.count_nonzero(mask & MASK_DTYPE(MaskBit.HOT)))
+            self.samples["all"].append(image.reshape(-1)[(-first) % self.step::self.step])
+        if self.plan.kind == "flat":
+            self.counts["low_pixels"] += int(np.count_nonzero(mask & MASK_DTYPE(MaskBit.LOW_FLAT)))
+        self.samples["variance"].append(_subsample(variance, mask, first, self.step))
+        self.samples["image"].append(_subsample(image, mask, first, self.step))
+
+    def figures(self) -> dict:
+        plan = self.plan
+        pixels = plan.shape[0] * plan.shape[1]
+        quality = {"n_inputs": plan.n_inputs, "rejected_fraction": float(1 - self.used / (plan.n_inputs * pixels))}
+        if plan.kind == "dark":
+            quality["hot_pixels"] = self.counts["hot_pixels"]
+            quality["median_rate_e_per_s"] = _median(self.samples["all"])
+        if plan.kind in ("bias", "dark"):
+            quality["bad_columns"] = plan.figures["bad_columns"]
+        if plan.kind == "flat":
+            quality["normalisation_e"] = plan.figures["normalisation_e"]
+            quality["low_pixels"] = self.counts["low_pixels"]
+        quality["noise"] = float(np.sqrt(_median(self.samples["variance"])))
+        quality["median"] = _median(self.samples["image"])
+        return quality
+
+
+def _median(parts: list[np.ndarray]) -> float:
+    values = np.concatenate(parts) if parts else np.empty(0, np.float32)
+    return float(bn.nanmedian(values)) if values.size else float("nan")
+
+
 def finish_master(kind: MasterKind, image: np.ndarray, variance: np.ndarray, n_used: np.ndarray,
                   n_inputs: int, config: MasterConfig, exposure: float = 1.0) -> MasterFrame:
     """Turn a combined stack into a master: normalise, mask, and measure its quality.
+
+    The whole-array form of :func:`plan_master`, :func:`finish_rows` and
+    :class:`MasterQuality` (which a pipeline uses strip by strip).
 
     Parameters
     ----------
@@ -116,33 +287,8 @@ def finish_master(kind: MasterKind, image: np.ndarray, variance: np.ndarray, n_u
     exposure : float
         Exposure time of the combined darks, seconds (darks are divided by it).
     """
-    image = image.astype(np.float32, copy=False)
-    variance = variance.astype(np.float32, copy=False)
-    mask = np.zeros(image.shape, dtype=MASK_DTYPE)
-    mask[n_used == 0] |= MASK_DTYPE(MaskBit.NO_DATA)
-    quality = {"n_inputs": int(n_inputs), "rejected_fraction": float(1 - n_used.sum() / (n_inputs * n_used.size))}
-    if kind == "dark":
-        image = image / np.float32(exposure)
-        variance = variance / np.float32(exposure**2)
-        hot = image > config.hot_pixel_rate
-        mask[hot] |= MASK_DTYPE(MaskBit.HOT)
-        quality["hot_pixels"] = int(hot.sum())
-        quality["median_rate_e_per_s"] = float(bn.nanmedian(image))
-    if kind in ("bias", "dark"):
-        cols = bad_columns(image, config.bad_column_sigma)
-        mask[cols] |= MASK_DTYPE(MaskBit.BAD)
-        quality["bad_columns"] = int(cols[0].sum())
-    if kind == "flat":
-        good = np.isfinite(image) & (n_used > 0)
-        norm = float(np.mean(image[good]))
-        image = image / np.float32(norm)
-        variance = variance / np.float32(norm**2)
-        low = ~(image > config.low_flat)
-        mask[low] |= MASK_DTYPE(MaskBit.LOW_FLAT)
-        quality["normalisation_e"] = norm
-        quality["low_pixels"] = int(low.sum())
-    good = mask == 0
-    # bottleneck's medians: the same values as numpy's nanmedian, about 1.4x faster on a full frame.
-    quality["noise"] = float(np.sqrt(bn.nanmedian(variance[good]))) if good.any() else float("nan")
-    quality["median"] = float(bn.nanmedian(image[good])) if good.any() else float("nan")
-    return MasterFrame(kind=kind, image=image, variance=variance, mask=mask, quality=quality)
+    plan = plan_master(kind, image, n_used, n_inputs, config, exposure)
+    image, variance, mask = finish_rows(plan, image, variance, n_used)
+    quality = MasterQuality(plan)
+    quality.add(0, image, variance, mask, n_used)
+    return MasterFrame(kind=kind, image=image, variance=variance, mask=mask, quality=quality.figures())

@@ -10,6 +10,9 @@ config hash in the primary header. Files appear only whole.
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -22,7 +25,7 @@ from lenghu import __version__
 from lenghu.calib.masks import MASK_DTYPE, MaskBit
 from lenghu.calib.masters import MasterFrame
 from lenghu.errors import FrameError
-from lenghu.io.atomic import atomic_path
+from lenghu.io.atomic import TEMP_MARK, TEMP_PREFIX, atomic_path
 from lenghu.io.streamed_fits import StreamedImageFile, anonymous_file, image_header as plane_header
 
 _SKIP_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT",
@@ -108,6 +111,10 @@ class ProductWriter:
         """Set cards of the primary header known only at the end (they must be present from the start)."""
         self._stream.update_primary(cards)
 
+    def written(self) -> dict:
+        """Sums and rows written through this writer (a part of a :class:`SharedProduct`)."""
+        return self._stream.written()
+
 
 @contextlib.contextmanager
 def stream_image_product(
@@ -127,6 +134,87 @@ def stream_image_product(
     """
     path = Path(path)
     table, prov_hash = _provenance_table(list(provenance))
+    planes = _plane_layout(shape, image_header)
+    with anonymous_file(path) as handle:
+        # no timestamp in the checksum comments: reruns give identical bytes
+        stream = StreamedImageFile(handle, _primary(primary_cards, prov_hash, config_hash), planes, [table],
+                                   when="HDU checksum", name=str(path))
+        yield ProductWriter(stream, tuple(shape))
+        stream.close()
+
+
+@dataclass
+class SharedProduct:
+    """A product written by several processes at once (see :func:`begin_shared_product`).
+
+    Picklable: it names the temporary file (beside ``final``, a name the next
+    run's clean-up removes if this one dies) and carries the file's layout.
+    """
+
+    final: str
+    temporary: str
+    shape: tuple[int, int]
+    stream: StreamedImageFile
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[ProductWriter]:
+        """Write some rows in this process; the writer's :meth:`ProductWriter.written` is what
+        :func:`finish_shared_product` needs of them."""
+        stream = copy.deepcopy(self.stream)  # threads of one process may write parts at once
+        with open(self.temporary, "r+b") as handle:
+            yield ProductWriter(stream.attach(handle), self.shape)
+        stream.detach_closed()
+
+
+def begin_shared_product(path: str | Path, shape: tuple[int, int], primary_cards: Mapping[str, object],
+                         provenance: Iterable[ProvenanceEntry], config_hash: str) -> SharedProduct:
+    """Lay out a product under a temporary name for workers to fill row ranges of (:meth:`SharedProduct.writer`).
+
+    The primary cards must all be present now (values may change at the end, not their number). Finish with
+    :func:`finish_shared_product`, or :func:`abandon_shared_product` on failure.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table, prov_hash = _provenance_table(list(provenance))
+    fd, temporary = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}{TEMP_MARK}", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb+") as handle:
+            stream = StreamedImageFile(handle, _primary(primary_cards, prov_hash, config_hash),
+                                       _plane_layout(shape, None), [table], when="HDU checksum", name=str(path))
+            stream.detach()
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return SharedProduct(str(path), temporary, tuple(shape), stream)
+
+
+def finish_shared_product(product: SharedProduct, parts: Sequence[dict], primary_cards: Mapping[str, object]
+                          ) -> Path:
+    """Merge the parts the workers wrote, set the final primary cards, and give the file its name.
+
+    Refuses (ValueError, the temporary removed) if rows were never written.
+    """
+    try:
+        with open(product.temporary, "r+b") as handle:
+            stream = product.stream.attach(handle)
+            stream.merge(parts)
+            stream.update_primary(primary_cards)
+            stream.close()
+            os.fsync(handle.fileno())
+        os.replace(product.temporary, product.final)
+    except BaseException:
+        abandon_shared_product(product)
+        raise
+    return Path(product.final)
+
+
+def abandon_shared_product(product: SharedProduct) -> None:
+    """Remove the temporary file of a product that will not be finished."""
+    Path(product.temporary).unlink(missing_ok=True)
+
+
+def _plane_layout(shape: tuple[int, int], image_header: fits.Header | None) -> list:
+    """(header, shape, dtype) of the SCI, VAR and MASK planes."""
     extra = image_header if image_header is not None else fits.Header()
     planes = []
     for name, dtype, unit in PLANES:
@@ -137,12 +225,7 @@ def stream_image_product(
         if unit is not None:
             header["BUNIT"] = unit
         planes.append((header, tuple(shape), dtype))
-    with anonymous_file(path) as handle:
-        # no timestamp in the checksum comments: reruns give identical bytes
-        stream = StreamedImageFile(handle, _primary(primary_cards, prov_hash, config_hash), planes, [table],
-                                   when="HDU checksum", name=str(path))
-        yield ProductWriter(stream, tuple(shape))
-        stream.close()
+    return planes
 
 
 def write_image_product(
@@ -171,21 +254,35 @@ def write_image_product(
 WRITE_ROWS = 512
 
 
-def write_master(path: str | Path, master: MasterFrame, detector: str, filter_name: str | None,
-                 provenance: Iterable[ProvenanceEntry], config_hash: str) -> Path:
-    """Write a master frame with its quality figures in the primary header."""
+def master_cards(kind: str, detector: str, filter_name: str | None, quality: Mapping[str, object]) -> dict:
+    """Primary-header cards of a master: its kind, detector, filter and quality figures."""
     cards: dict[str, object] = {
-        "OBSTYPE": (f"MASTER_{master.kind.upper()}", "lenghu master calibration"),
+        "OBSTYPE": (f"MASTER_{kind.upper()}", "lenghu master calibration"),
         "CCDNAME": (detector, "detector"),
     }
     if filter_name:
         cards["FILTER"] = (filter_name, "filter")
-    for key, value in master.quality.items():
+    cards.update(quality_cards(quality))
+    return cards
+
+
+def quality_cards(quality: Mapping[str, object]) -> dict:
+    """Quality figures as ``HIERARCH LH Q NAME`` cards (NaN and infinity, which FITS cannot hold, as
+    ``"undefined"``; floats to 6 decimals)."""
+    cards = {}
+    for key, value in quality.items():
         if isinstance(value, float) and not np.isfinite(value):
-            value = "undefined"  # FITS headers cannot hold NaN or infinity (e.g. noise of a 1-frame master)
+            value = "undefined"  # e.g. noise of a 1-frame master
         elif isinstance(value, float):
             value = round(value, 6)
         cards[f"HIERARCH LH Q {key.upper()}"[:40]] = value
+    return cards
+
+
+def write_master(path: str | Path, master: MasterFrame, detector: str, filter_name: str | None,
+                 provenance: Iterable[ProvenanceEntry], config_hash: str) -> Path:
+    """Write a master frame with its quality figures in the primary header."""
+    cards = master_cards(master.kind, detector, filter_name, master.quality)
     return write_image_product(path, master.image, master.variance, master.mask, cards, provenance, config_hash)
 
 

@@ -168,8 +168,39 @@ class StreamedImageFile:
             raise ValueError(f"plane {name}: rows from {y0} written twice")
         plane.datasum = ones_complement_sum(data.view(np.uint8).reshape(-1), plane.datasum)
         self._handle.seek(plane.data_offset + y0 * plane.shape[1] * plane.dtype.itemsize)
-        self._handle.write(data.tobytes())
+        self._handle.write(memoryview(data).cast("B"))  # no bytes copy
         plane.rows[y0:y0 + rows.shape[0]] = True
+
+    # --- several processes writing one file: detach, write parts elsewhere, merge, close -------------
+
+    def detach(self) -> "StreamedImageFile":
+        """This file's layout and sums without its handle (to send to other processes); the handle is closed."""
+        self._handle.close()
+        self._handle = None
+        return self
+
+    def detach_closed(self) -> None:
+        """Forget a handle that its owner has closed."""
+        self._handle = None
+
+    def attach(self, handle: BinaryIO) -> "StreamedImageFile":
+        """Give a detached layout a handle on the same file (opened ``r+b``); returns self."""
+        self._handle = handle
+        return self
+
+    def written(self) -> dict[str, tuple[int, np.ndarray]]:
+        """Each plane's ones' complement sum and rows written so far here (for :meth:`merge`)."""
+        return {name: (plane.datasum, plane.rows.copy()) for name, plane in self._planes.items()}
+
+    def merge(self, parts: Sequence[dict[str, tuple[int, np.ndarray]]]) -> None:
+        """Add the sums and rows that other processes wrote (:meth:`written` of their copies)."""
+        for part in parts:
+            for name, (datasum, rows) in part.items():
+                plane = self._planes[name]
+                if (plane.rows & rows).any():
+                    raise ValueError(f"{self.path}: plane {name}: rows written twice")
+                plane.datasum = ones_complement_sum(np.zeros(0, dtype=">u4"), plane.datasum + datasum)
+                plane.rows |= rows
 
     def close(self) -> None:
         """Write the headers with their checksums and the trailing HDUs; the file is then complete."""

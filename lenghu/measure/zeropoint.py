@@ -25,7 +25,6 @@ import astropy.units as u
 import numpy as np
 from astropy.stats import mad_std, sigma_clip
 from numpy.typing import ArrayLike
-from scipy.stats import theilslopes
 
 from lenghu.errors import ConfigError
 
@@ -425,6 +424,8 @@ def fit_airmass_trend(
         # Outliers (an exposure through a cloud) are judged against a robust line (Theil-Sen, which
         # a least-squares line pulled by the outlier itself would hide), in units of each
         # exposure's error times the robust spread of those normalised residuals when above 1.
+        from scipy.stats import theilslopes  # scipy.stats takes 0.4 s to import: only when a trend is fitted
+
         slope0, intercept0, _, _ = theilslopes(zp[used], x[used] - 1.0)
         z = (zp - (intercept0 + slope0 * (x - 1.0))) / err
         z -= np.median(z[used])  # Theil-Sen's intercept is not a weighted one

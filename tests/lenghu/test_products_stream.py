@@ -146,3 +146,33 @@ def test_strip_assembly_equals_whole_frame_assembly(wfst_flat, method, flipped):
         got = np.concatenate([getattr(strips.rows(a, b), field) for a, b in zip(cuts[:-1], cuts[1:])])
         np.testing.assert_array_equal(got, getattr(whole, field), err_msg=field)
     assert strips.read_noise == whole.read_noise and strips.overscan_level == whole.overscan_level
+    # The masters' lean path: the same electrons, NaN exactly where there are no data.
+    signal = np.concatenate([strips.signal_rows(a, b) for a, b in zip(cuts[:-1], cuts[1:])])
+    np.testing.assert_array_equal(np.isnan(signal), whole.no_data)
+    np.testing.assert_array_equal(signal[~whole.no_data], whole.image[~whole.no_data])
+
+
+def test_signal_rows_marks_missing_pixels_and_uncovered_columns(wfst_flat):
+    """A NaN or infinite raw value, and a column no amplifier covers, are NaN in the masters' input rows."""
+    from dataclasses import replace
+
+    from lenghu.io.raw import instrument_for
+
+    reader = open_raw_detector(wfst_flat, instrument_for(wfst_flat, "wfst"), "CCD5")
+    raw = reader.rows(0, reader.raw_shape[0]).copy()
+    amp0 = reader.detector.amplifiers[0]
+    raw[amp0.data_section.y0 + 2, amp0.data_section.x0 + 3] = np.nan
+    raw[amp0.data_section.y0 + 4, amp0.data_section.x0 + 5] = np.inf
+    config = OverscanConfig(method="median")
+    full = StripAssembler(lambda a, b: raw[a:b], reader.detector, config)
+    signal = full.signal_rows(0, full.shape[0])
+    frame = full.rows(0, full.shape[0])
+    np.testing.assert_array_equal(np.isnan(signal), frame.no_data)
+    assert frame.no_data.sum() == 2
+    # Without amplifier 0 its pixels are covered by nothing.
+    detector = replace(reader.detector, amplifiers=reader.detector.amplifiers[1:])
+    partial = StripAssembler(lambda a, b: raw[a:b], detector, config)
+    part = partial.signal_rows(0, partial.shape[0])
+    assert np.isnan(part[amp0.detector_section.slices]).all()
+    assert np.isfinite(np.delete(part.ravel(), np.flatnonzero(np.isnan(part)))).all()
+    assert np.isnan(part).sum() == amp0.detector_section.shape[0] * amp0.detector_section.shape[1]
