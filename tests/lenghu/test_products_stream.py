@@ -176,3 +176,42 @@ def test_signal_rows_marks_missing_pixels_and_uncovered_columns(wfst_flat):
     assert np.isnan(part[amp0.detector_section.slices]).all()
     assert np.isfinite(np.delete(part.ravel(), np.flatnonzero(np.isnan(part)))).all()
     assert np.isnan(part).sum() == amp0.detector_section.shape[0] * amp0.detector_section.shape[1]
+
+
+def test_a_product_written_in_parts_by_several_writers_has_the_same_bytes(planes, tmp_path, fitsverify):
+    """Row ranges written through separate writers (as separate worker processes do) and joined give the
+    file one writer gives; cards set at the end land in the header; nothing is left beside the file."""
+    import pickle
+
+    from lenghu.io.products import begin_shared_product, finish_shared_product
+
+    sci, var, mask = planes
+    provenance = [ProvenanceEntry("input", "/raw/a.fits", "ab" * 32)]
+    cards = {"OBSTYPE": ("MASTER_BIAS", "kind"), "HIERARCH LH Q NOISE": "undefined"}
+    write_image_product(tmp_path / "one.fits", sci, var, mask, dict(cards, **{"HIERARCH LH Q NOISE": 1.25}),
+                        provenance, "c" * 64)
+    product = begin_shared_product(tmp_path / "parts.fits", sci.shape, cards, provenance, "c" * 64)
+    parts = []
+    for y0, y1 in ((200, 301), (0, 120), (120, 200)):  # any order, each through its own (pickled) copy
+        copy = pickle.loads(pickle.dumps(product))
+        with copy.writer() as out:
+            out.write_rows(y0, sci[y0:y1], var[y0:y1], mask[y0:y1])
+            parts.append(out.written())
+    finish_shared_product(product, parts, {"HIERARCH LH Q NOISE": 1.25})
+    assert (tmp_path / "parts.fits").read_bytes() == (tmp_path / "one.fits").read_bytes()
+    errors, report = fitsverify(tmp_path / "parts.fits")
+    assert errors == 0, report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.fits", "parts.fits"]
+
+
+def test_a_product_with_a_part_missing_is_refused_and_leaves_nothing(planes, tmp_path):
+    from lenghu.io.products import begin_shared_product, finish_shared_product
+
+    sci, var, mask = planes
+    product = begin_shared_product(tmp_path / "m.fits", sci.shape, {}, [], "c" * 64)
+    with product.writer() as out:
+        out.write_rows(0, sci[:100], var[:100], mask[:100])
+        part = out.written()
+    with pytest.raises(ValueError, match="never written"):
+        finish_shared_product(product, [part], {})
+    assert list(tmp_path.iterdir()) == []
