@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[all]"
+	$(PY) -m lenghu.calib.combine_kernel  # numba: compile the master-combine kernel into its disk cache
 	@touch $(STAMP)
 
 demo: setup

@@ -178,12 +178,21 @@ def run(quick: bool) -> list[dict]:
         script = tmp / "ccdproc_run.py"
         script.write_text(CCDPROC_SCRIPT)
 
-        ours_m, mem_m, _ = _lenghu(raw, tmp / "out_masters", "ingest,bias,flat", 2)
+        # numba's compiled combine is cached on disk at its first use (make setup does it); here too, so
+        # that no timed run pays for compiling it.
+        subprocess.run([sys.executable, "-m", "lenghu.calib.combine_kernel"], check=True)
+        # The masters run is short (seconds): the median of three runs, and the largest peak of the three.
+        runs = [_lenghu(raw, tmp / f"out_masters{i}", "ingest,bias,flat", 2) for i in range(3)]
+        walls = sorted(r[0] for r in runs)
+        ours_m, mem_m = walls[1], max(r[1] for r in runs)
         peer_m_wall, peer_m_mem, out = _measure([sys.executable, str(script), str(raw), "masters"])
         peer_m = json.loads(out.strip().splitlines()[-1])["masters_s"]
         rows.append({"figure": f"master bias + flat, 10+10 frames {size} (wall, incl. cluster start)",
                      "ours": ours_m, "unit": "s", "peer": peer_m, "peer_name": "ccdproc",
-                     "ratio": peer_m / ours_m, "target": ">= 10x faster", "met": peer_m / ours_m >= 10})
+                     "ratio": peer_m / ours_m, "target": ">= 10x faster", "met": peer_m / ours_m >= 10,
+                     "notes": "ours: the whole lenghu reduce process (start-up, imports, cluster, ingest with "
+                              f"checksums), median of 3 runs ({', '.join(f'{w:.2f}' for w in walls)} s); "
+                              "ccdproc: its two combines and their frames' processing, timed inside its script"})
         rows.append({"figure": f"master bias + flat, peak memory {size}", "ours": mem_m, "unit": "MB",
                      "peer": peer_m_mem, "peer_name": "ccdproc", "ratio": peer_m_mem / mem_m,
                      "target": "<= 1/10 of ccdproc", "met": peer_m_mem / mem_m >= 10})
@@ -192,7 +201,10 @@ def run(quick: bool) -> list[dict]:
         peer_t, peer_t_mem, _ = _measure([sys.executable, str(script), str(raw), "all"])
         rows.append({"figure": f"end to end 10 bias + 10 flat + 4 science {size}, with cosmic rays",
                      "ours": ours_t, "unit": "s", "peer": peer_t, "peer_name": "ccdproc",
-                     "ratio": peer_t / ours_t, "target": ">= 2.5x faster", "met": peer_t / ours_t >= 2.5})
+                     "ratio": peer_t / ours_t, "target": ">= 2.5x faster", "met": peer_t / ours_t >= 2.5,
+                     "notes": "each at its defaults for L.A.Cosmic (astroscrappy): lenghu niter 2, sigclip 5.5 "
+                              "(tuned, lenghu/calib/cosmics.py) on single-threaded workers; ccdproc niter 4, "
+                              "sigclip 4.5, astroscrappy with OpenMP on both cores"})
         rows.append({"figure": f"end to end peak memory {size}", "ours": mem_t, "unit": "MB", "peer": peer_t_mem,
                      "peer_name": "ccdproc", "ratio": peer_t_mem / mem_t, "target": "<= 1/8 of ccdproc",
                      "met": peer_t_mem / mem_t >= 8})

@@ -23,7 +23,7 @@ from astropy.io import fits
 from lenghu.calib.assemble import StripAssembler
 from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
 from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature_by_strips, subtract_masters_in_place
-from lenghu.calib.masters import (MasterConfig, MasterPlan, MasterQuality, column_medians, finish_rows, level_of,
+from lenghu.calib.masters import (LevelSampler, MasterConfig, MasterPlan, MasterQuality, column_medians, finish_rows,
                                   plan_master)
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
@@ -127,16 +127,21 @@ def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters
     # Scratch files are written in place, without fsync: they are not products, a rerun of this
     # task rewrites them whole, and combine tasks start only after this task has returned.
     Path(scratch).parent.mkdir(parents=True, exist_ok=True)
+    sampler = LevelSampler(shape[0] * shape[1])
     with _NpyWriter(scratch, shape, isr.dtype) as sci_out:
         for y0 in range(0, shape[0], rows):
             y1 = min(shape[0], y0 + rows)
             sci = assembler.signal_rows(y0, y1)
             bad.add(np.isnan(sci))
-            sci_out.write(subtract_masters_in_place(sci, exptime, cals.rows(y0, y1)))
+            sci = subtract_masters_in_place(sci, exptime, cals.rows(y0, y1, image_only=True)).astype(isr.dtype,
+                                                                                                     copy=False)
+            if kind == "flat":
+                sampler.add(y0 * shape[1], sci)  # level_of(the written frame), without reading it again
+            sci_out.write(sci)
     if kind == "dark":
         scale = 1.0 / exptime
     elif kind == "flat":
-        level = level_of(np.load(scratch, mmap_mode="r"))
+        level = sampler.level()
         if not np.isfinite(level) or level <= 0:
             raise FrameError(path, f"flat frame has median level {level:.1f} e-; not a usable flat")
         scale = 1.0 / level

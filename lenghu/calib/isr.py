@@ -57,10 +57,16 @@ class Calibrations:
         """Names of the calibrations that are absent."""
         return tuple(k for k in ("bias", "dark", "flat") if getattr(self, k) is None)
 
-    def rows(self, y0: int, y1: int) -> "Calibrations":
-        """The masters cut to rows ``y0:y1``."""
-        return Calibrations(**{k: getattr(self, k).rows(y0, y1) if getattr(self, k) is not None else None
-                               for k in ("bias", "dark", "flat")})
+    def rows(self, y0: int, y1: int, image_only: bool = False) -> "Calibrations":
+        """The masters cut to rows ``y0:y1`` (``image_only``: masters on disk read only their image plane)."""
+        return Calibrations(**{k: _cut(getattr(self, k), y0, y1, image_only) if getattr(self, k) is not None
+                               else None for k in ("bias", "dark", "flat")})
+
+
+def _cut(master, y0: int, y1: int, image_only: bool):
+    if image_only and hasattr(master, "image_rows"):  # a MasterFile: skip reading variance and mask
+        return master.image_rows(y0, y1)
+    return master.rows(y0, y1)
 
 
 @dataclass(frozen=True)

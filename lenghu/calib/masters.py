@@ -73,6 +73,22 @@ def level_of(frame: np.ndarray) -> float:
     return float(bn.nanmedian(flat[::step]))
 
 
+class LevelSampler:
+    """:func:`level_of` of a frame met strip by strip (the same pixels, so the same value), without
+    reading the frame again."""
+
+    def __init__(self, pixels: int):
+        self.step = max(1, pixels // SUBSAMPLE_PIXELS)
+        self._parts: list[np.ndarray] = []
+
+    def add(self, first_index: int, rows: np.ndarray) -> None:
+        """Rows whose first pixel is pixel ``first_index`` of the frame (counting along rows)."""
+        self._parts.append(np.array(rows.reshape(-1)[(-first_index) % self.step::self.step]))
+
+    def level(self) -> float:
+        return float(bn.nanmedian(np.concatenate(self._parts))) if self._parts else float("nan")
+
+
 def bad_columns(image: np.ndarray, sigma: float, divide_by: float = 1.0,
                 columns: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of whole columns whose median stands out from their neighbours.

@@ -356,6 +356,13 @@ class MasterFile:
             raise FrameError(self.path, f"{name} rows {y0}:{y1} cannot be read (file truncated)")
         return data.reshape(y1 - y0, nx).astype(dtype.newbyteorder("="))
 
+    def image_rows(self, y0: int, y1: int) -> MasterFrame:
+        """Rows ``y0:y1`` of the image alone (variance and mask empty): what master inputs subtract."""
+        y0, y1 = max(0, y0), min(self.shape[0], y1)
+        empty = np.empty((0, self.shape[1]), dtype=np.float32)
+        return MasterFrame(kind=self.kind, image=self._read("SCI", y0, y1), variance=empty,
+                           mask=empty.astype(MASK_DTYPE), path=self.path)
+
     def rows(self, y0: int, y1: int) -> MasterFrame:
         """Rows ``y0:y1`` of image, variance and mask, in memory."""
         y0, y1 = max(0, y0), min(self.shape[0], y1)

@@ -208,3 +208,11 @@ def test_level_of_a_flat_is_exact_small_and_close_large():
     exact = float(np.median(large))
     assert level_of(large) != exact  # really a subsample
     assert level_of(large) == pytest.approx(exact, rel=2e-5)
+    # Met strip by strip (as a master input is written) it is the very same number.
+    from lenghu.calib.masters import LevelSampler
+
+    for frame, rows in ((large, 409), (large, 3000), (small, 7)):
+        sampler = LevelSampler(frame.size)
+        for y0 in range(0, frame.shape[0], rows):
+            sampler.add(y0 * frame.shape[1], frame[y0:y0 + rows])
+        assert sampler.level() == level_of(frame)
