@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[all]"
 	$(PY) -m lenghu.calib.combine_kernel  # numba: compile the master-combine kernel into its disk cache
+	$(PY) -m lenghu.convert.rice  # and the Rice coder of .fz files
 	@touch $(STAMP)
 
 demo: setup

@@ -287,7 +287,8 @@ def run(quick: bool) -> list[dict]:
         _remove(tmp / "wfst.zarr")
         m = _compare(mef, tmp / "wfst.fits.fz", "fz", PEER_COPY_CHILD, tmp / "copy.fits", size, warm_mef)
         rows += _rows(f"{label} -> .fz", "read + write copy", m,
-                      "fpack Rice, lossless, one fpack process per CCD, 2 at a time")
+                      "Rice, lossless: lenghu's Rice coder (the bytes fpack -r writes, tested), one CCD per "
+                      "thread, 2 at a time")
     return rows
 
 
