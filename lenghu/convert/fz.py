@@ -151,7 +151,7 @@ def _compress_rice(src: Path, out: Path, options: list[str], plan: list[tuple[in
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from lenghu.convert.fz_rice import code_rows, header_cards, why_not_rice
+    from lenghu.convert.fz_rice import PART_BYTES, code_rows, header_cards, why_not_rice
     from lenghu.io.fitsfile import FitsFile
 
     hdus = FitsFile(src).hdus
@@ -199,8 +199,9 @@ def _compress_rice(src: Path, out: Path, options: list[str], plan: list[tuple[in
             handle.seek(info.header_offset)
             cards = header_cards(handle.read(info.data_offset - info.header_offset))
         if why_not_rice(cards) is None:
-            ny = info.image_shape[0]
-            edges = sorted({round(k * ny / RICE_PARTS) for k in range(RICE_PARTS + 1)})
+            ny, nx = info.image_shape
+            parts = max(RICE_PARTS, -(-ny * nx * 2 // PART_BYTES))
+            edges = sorted({round(k * ny / parts) for k in range(parts + 1)})
             jobs.append((cards, [(coded, str(src), info.data_offset, info.image_shape, a, b)
                                  for a, b in zip(edges[:-1], edges[1:])]))
         else:
@@ -221,7 +222,8 @@ def _compress_rice(src: Path, out: Path, options: list[str], plan: list[tuple[in
         pool.shutdown(wait=True, cancel_futures=True)  # on a failure, nothing more starts
 
 
-#: Row ranges a Rice-coded extension is split into (each one job for the thread pool).
+#: Fewest row ranges a Rice-coded extension is split into (each one job for the thread pool; more for
+#: images above fz_rice.PART_BYTES).
 RICE_PARTS = 2
 
 
@@ -237,8 +239,13 @@ def _write_hdu(handle, head, entry, buffers) -> int:
             handle.write(head.result())
         results = [f.result() for f in futures]
         pieces = compressed_hdu(cards, [r[:2] for r in results]) if cards is not None else results[0]
+        start = handle.tell()
         for piece in pieces:
             handle.write(piece)
+        handle.flush()
+        # Start writing these bytes to the disk now rather than in the final fsync (which then waits
+        # for less); the pages are dropped from the cache once written.
+        os.posix_fadvise(handle.fileno(), start, handle.tell() - start, os.POSIX_FADV_DONTNEED)
     finally:
         if cards is not None:
             for f in futures:
