@@ -25,5 +25,14 @@ def wait_all(futures: Sequence, label: str, show: bool = True) -> tuple[list[Any
                 exc = future.exception()
                 errors[future.key] = f"{type(exc).__name__}: {exc}"
             bar.update(1)
-    results = [None if f.key in errors else f.result() for f in futures]
+    results = []
+    for future in futures:
+        if future.key in errors:
+            results.append(None)
+            continue
+        try:
+            results.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - recorded: a result lost with its worker was recomputed and failed
+            errors[future.key] = f"{type(exc).__name__}: {exc}"
+            results.append(None)
     return results, errors

@@ -29,6 +29,7 @@ from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
 from lenghu.io.products import (WRITE_ROWS, MasterFile, ProvenanceEntry, SharedProduct, abandon_shared_product,
                                 begin_shared_product, copy_cards, finish_shared_product, master_cards, quality_cards,
+                                read_quality,
                                 stream_image_product)
 from lenghu.io.raw import instrument_for, open_raw_detector, read_record
 from lenghu.pipelines.registry import file_checksum
@@ -316,6 +317,8 @@ def write_master_rows(product: SharedProduct, plan: MasterPlan, outputs: Mapping
     Returns the part written and the quality figures' share of these rows.
     """
     quality = MasterQuality(plan)
+    if product.finished():  # recomputed after the file was made (see SharedProduct.finished): nothing to do
+        return {}, quality
     with product.writer() as out:
         for a in range(y0, y1, WRITE_ROWS):
             b = min(y1, a + WRITE_ROWS)
@@ -329,7 +332,13 @@ def write_master_rows(product: SharedProduct, plan: MasterPlan, outputs: Mapping
 
 def finish_master_product(product: SharedProduct, plan: MasterPlan,
                           parts: Sequence[tuple[dict, MasterQuality]]) -> dict[str, Any]:
-    """Join the parts of a master into its file (quality in the header); return path, checksum, quality."""
+    """Join the parts of a master into its file (quality in the header); return path, checksum, quality.
+
+    Recomputed after the file was made (its worker died holding the result), it reads them back.
+    """
+    if product.finished():
+        return {"path": product.final, "checksum": file_checksum(product.final),
+                "quality": read_quality(product.final)}
     quality = MasterQuality(plan).merge([q for _, q in parts])
     figures = quality.figures()
     path = finish_shared_product(product, [p for p, _ in parts], quality_cards(figures))

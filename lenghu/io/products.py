@@ -156,6 +156,12 @@ class SharedProduct:
     shape: tuple[int, int]
     stream: StreamedImageFile
 
+    def finished(self) -> bool:
+        """Whether :func:`finish_shared_product` already gave the file its name (the temporary is gone and
+        the final file is there): a task recomputed after that (its worker died holding the result) must
+        not write again."""
+        return not os.path.exists(self.temporary) and os.path.exists(self.final)
+
     @contextlib.contextmanager
     def writer(self) -> Iterator[ProductWriter]:
         """Write some rows in this process; the writer's :meth:`ProductWriter.written` is what
@@ -277,6 +283,18 @@ def quality_cards(quality: Mapping[str, object]) -> dict:
             value = round(value, 6)
         cards[f"HIERARCH LH Q {key.upper()}"[:40]] = value
     return cards
+
+
+def read_quality(path: str | Path) -> dict:
+    """The quality figures in a master's primary header (:func:`quality_cards`; ``"undefined"`` as NaN)."""
+    with fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:
+        header = hdul[0].header
+        figures = {}
+        for card in header.cards:
+            if card.keyword.startswith("LH Q "):
+                value = card.value
+                figures[card.keyword[5:].lower()] = float("nan") if value == "undefined" else value
+    return figures
 
 
 def write_master(path: str | Path, master: MasterFrame, detector: str, filter_name: str | None,

@@ -215,3 +215,34 @@ def test_a_product_with_a_part_missing_is_refused_and_leaves_nothing(planes, tmp
     with pytest.raises(ValueError, match="never written"):
         finish_shared_product(product, [part], {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_master_finish_recomputed_after_the_file_was_made_reads_it_back(tmp_path):
+    """A worker that dies holding a finished master's result makes Dask recompute the finishing tasks:
+    they must neither fail on the renamed temporary nor write again, and give the same answer."""
+    from lenghu.calib.masters import MasterConfig, MasterQuality
+    from lenghu.io.products import begin_shared_product, master_cards
+    from lenghu.pipelines import tasks
+
+    rng = np.random.default_rng(4)
+    outputs = tasks.create_combine_outputs(str(tmp_path / "work"), (40, 24))
+    for name, values in (("image", rng.normal(5, 2, (40, 24))), ("variance", np.full((40, 24), 4.0)),
+                         ("n_used", np.full((40, 24), 7))):
+        plane = np.load(outputs[name], mmap_mode="r+")
+        plane[:] = values
+        plane.flush()
+        del plane
+    final = tmp_path / "masters" / "bias_X.fits"
+    product = begin_shared_product(final, (40, 24), master_cards("bias", "X", None, MasterQuality.placeholder(
+        "bias", 7)), [], "c" * 64)
+    plan = tasks.plan_master_file("bias", outputs, 7, MasterConfig(), [])
+    parts = [tasks.write_master_rows(product, plan, outputs, a, b) for a, b in ((0, 17), (17, 40))]
+    first = tasks.finish_master_product(product, plan, parts)
+    before = final.read_bytes()
+    assert product.finished()
+    again = [tasks.write_master_rows(product, plan, outputs, a, b) for a, b in ((0, 17), (17, 40))]
+    second = tasks.finish_master_product(product, plan, again)
+    assert final.read_bytes() == before
+    assert second["checksum"] == first["checksum"]
+    assert second["quality"] == pytest.approx({k: round(v, 6) if isinstance(v, float) else v
+                                               for k, v in first["quality"].items()})

@@ -178,7 +178,7 @@ def test_a_killed_worker_is_survived_with_identical_products(night, reference, t
     finally:
         _stop(cluster.workers + [cluster.scheduler])
     assert done_when_killed < N_PRODUCTS, "the run had finished before the worker was killed"
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 0, stdout + stderr
     assert f"calibrated images: {N_CALIBRATED}" in stdout
     _assert_same_products(out, reference)
 
