@@ -226,6 +226,24 @@ class StripAssembler:
         return [(a.detector_section.y0, a.detector_section.y1, a.detector_section.x0, a.detector_section.x1,
                  float(np.float32(self._read_var[a.name]))) for a in self.detector.amplifiers]
 
+    def _amplifier_rows(self, y0: int, y1: int):
+        """For each amplifier with rows in ``y0:y1``: the amplifier, those detector rows ``a:b``, the same
+        rows ``l0:l1`` counted in the amplifier's raw orientation, and its raw pixels there (``dtype``;
+        raw rows read once per strip however many amplifiers share them)."""
+        cache: dict[tuple[int, int], np.ndarray] = {}
+        for amp in self.detector.amplifiers:
+            det, data = amp.detector_section, amp.data_section
+            a, b = max(y0, det.y0), min(y1, det.y1)
+            if a >= b:
+                continue
+            n = data.shape[0]
+            k0, k1 = a - det.y0, b - det.y0  # rows of the amplifier in detector orientation
+            l0, l1 = (n - k1, n - k0) if det.flip_y else (k0, k1)  # the same rows in raw orientation
+            key = (data.y0 + l0, data.y0 + l1)
+            if key not in cache:
+                cache[key] = self._read(*key)
+            yield amp, a, b, l0, l1, np.asarray(cache[key][:, data.x0:data.x1], dtype=self._dtype)
+
     def signal_rows(self, y0: int, y1: int) -> np.ndarray:
         """Detector rows ``y0:y1`` in electrons only, NaN where there is no data.
 
@@ -238,19 +256,8 @@ class StripAssembler:
         shape = (y1 - y0, self.shape[1])
         # NaN where no amplifier covers the detector; when they tile it, every pixel is written below.
         image = np.empty(shape, dtype=dtype) if self._tiled else np.full(shape, np.nan, dtype=dtype)
-        cache: dict[tuple[int, int], np.ndarray] = {}
-        for amp in self.detector.amplifiers:
-            det, data = amp.detector_section, amp.data_section
-            a, b = max(y0, det.y0), min(y1, det.y1)
-            if a >= b:
-                continue
-            n = data.shape[0]
-            k0, k1 = a - det.y0, b - det.y0
-            l0, l1 = (n - k1, n - k0) if det.flip_y else (k0, k1)
-            key = (data.y0 + l0, data.y0 + l1)
-            if key not in cache:
-                cache[key] = self._read(*key)
-            raw = np.asarray(cache[key][:, data.x0:data.x1], dtype=dtype)
+        for amp, a, b, l0, l1, raw in self._amplifier_rows(y0, y1):
+            det = amp.detector_section
             target = _flip(image[a - y0:b - y0, det.slices[1]], amp)  # a view: written in raw orientation
             np.subtract(raw, self._level[amp.name][l0:l1], out=target, dtype=dtype)
             target *= dtype(amp.gain.to_value(ELECTRON_PER_ADU))
@@ -268,19 +275,8 @@ class StripAssembler:
         saturated = np.zeros(shape, dtype=bool)
         covered = np.zeros(shape, dtype=bool)
         finite = np.ones(shape, dtype=bool)
-        cache: dict[tuple[int, int], np.ndarray] = {}
-        for amp in self.detector.amplifiers:
-            det, data = amp.detector_section, amp.data_section
-            a, b = max(y0, det.y0), min(y1, det.y1)
-            if a >= b:
-                continue
-            n = data.shape[0]
-            k0, k1 = a - det.y0, b - det.y0  # rows of the amplifier in detector orientation
-            l0, l1 = (n - k1, n - k0) if det.flip_y else (k0, k1)  # the same rows in raw orientation
-            key = (data.y0 + l0, data.y0 + l1)
-            if key not in cache:
-                cache[key] = self._read(*key)
-            raw = np.asarray(cache[key][:, data.x0:data.x1], dtype=dtype)
+        for amp, a, b, l0, l1, raw in self._amplifier_rows(y0, y1):
+            det = amp.detector_section
             level = self._level[amp.name][l0:l1]
             gain = amp.gain.to_value(ELECTRON_PER_ADU)
             electrons = (raw - level) * dtype(gain)
