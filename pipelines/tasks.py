@@ -27,10 +27,8 @@ from lenghu.calib.masters import (LevelSampler, MasterConfig, MasterPlan, Master
                                   plan_master)
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
-from lenghu.io.products import (WRITE_ROWS, MasterFile, ProvenanceEntry, SharedProduct, abandon_shared_product,
-                                begin_shared_product, copy_cards, finish_shared_product, master_cards, quality_cards,
-                                read_quality,
-                                stream_image_product)
+from lenghu.io.products import (WRITE_ROWS, MasterFile, ProvenanceEntry, SharedProduct, copy_cards,
+                                finish_shared_product, quality_cards, read_quality, stream_image_product)
 from lenghu.io.raw import instrument_for, open_raw_detector, read_record
 from lenghu.pipelines.registry import file_checksum
 
@@ -343,23 +341,6 @@ def finish_master_product(product: SharedProduct, plan: MasterPlan,
     figures = quality.figures()
     path = finish_shared_product(product, [p for p, _ in parts], quality_cards(figures))
     return {"path": str(path), "checksum": file_checksum(path), "quality": figures}
-
-
-def finish_master_file(kind: str, outputs: Mapping[str, str], n_inputs: int, config: MasterConfig,
-                       final: str, detector: str, filter_name: str | None,
-                       provenance: Sequence[ProvenanceEntry], config_hash: str) -> dict[str, Any]:
-    """Normalise and mask the combined master, write it as FITS, in one task (see :func:`write_master_rows`
-    for the pipeline's parallel form); return its path, checksum, quality."""
-    plan = plan_master_file(kind, outputs, n_inputs, config, [])
-    product = begin_shared_product(final, plan.shape, master_cards(kind, detector, filter_name,
-                                                                   MasterQuality.placeholder(kind, n_inputs)),
-                                   provenance, config_hash)
-    try:
-        part = write_master_rows(product, plan, outputs, 0, plan.shape[0])
-    except BaseException:
-        abandon_shared_product(product)
-        raise
-    return finish_master_product(product, plan, [part])
 
 
 def calibrate(path: str, spec: str, detector: str, masters: Mapping[str, str | None], isr: IsrConfig,

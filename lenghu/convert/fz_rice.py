@@ -1,11 +1,12 @@
 """Tile-compressed (``RICE_1``) FITS extensions written without ``fpack``, byte for byte as ``fpack -r`` writes them.
 
 For the common case of a raw camera file, 16-bit integer images with plain
-headers, :func:`compress_image_extension` codes each row as one tile with
+headers, :func:`code_rows` codes each row as one tile with
 :mod:`lenghu.convert.rice` and lays out the binary table the tile-compression
 convention prescribes: the header ``fpack`` writes (its table and ``Z``
 keywords, then the image's own cards with the structural ones renamed to
-``ZTENSION``, ``ZBITPIX``, ...), one descriptor per row, the heap of tiles.
+``ZTENSION``, ``ZBITPIX``, ...), one descriptor per row, the heap of tiles
+(:func:`compressed_hdu`).
 Anything else (other pixel types, checksums, ``BLANK``, keywords of the
 convention already present, unusual card order) is left to ``fpack``
 (:func:`why_not_rice`). tests/lenghu/test_fz_rice.py compares whole files
@@ -148,8 +149,3 @@ def compressed_hdu(cards: list[str], parts: list[tuple[np.ndarray, memoryview]])
     padding = b"\0" * (-(descriptors.nbytes + heap_bytes) % BLOCK_BYTES)
     return [compressed_header(cards, heap_bytes, int(sizes.max())), descriptors.tobytes(),
             *[p[1] for p in parts], padding]
-
-
-def compress_image_extension(path: str, data_offset: int, shape: tuple[int, int], cards: list[str]) -> list:
-    """The compressed HDU of the image at ``data_offset`` in one go (see :func:`compressed_hdu`)."""
-    return compressed_hdu(cards, [code_rows(path, data_offset, shape, 0, shape[0])])
