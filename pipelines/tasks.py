@@ -272,10 +272,8 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     from lenghu.calib import combine_kernel  # numba: imported where a combine runs, not by every process
 
     inputs = [npy_rows(s, y0, y1) for s in scratches]
-    if combine_kernel.kernel_applies(len(scratches), config, read_variances) and \
-            all(part.dtype == np.float32 for part in inputs):
+    if combine_kernel.kernel_applies(len(scratches), config, read_variances, np.result_type(*inputs)):
         # The default master combine, compiled: the same values as the numpy path below, ~8x faster.
-        # (float32 only: a float64 reduction, precision = "float64", keeps numpy's float64 arithmetic.)
         image, variance, n_used = combine_kernel.combine_model(inputs, scales, config, read_variances, y0, poisson)
     else:
         stack = np.stack([part * scale for part, scale in zip(inputs, scales)])

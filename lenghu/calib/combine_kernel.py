@@ -265,10 +265,11 @@ def shared_rectangles(layouts: Sequence[Sequence[tuple[int, int, int, int, float
     return all([tuple(r[:4]) for r in layout] == first for layout in layouts)
 
 
-def kernel_applies(n: int, config: CombineConfig, layouts: Sequence | None) -> bool:
-    """Whether :func:`combine_model` can do this combine (else use the numpy path)."""
-    return (layouts is not None and len(layouts) == n and _sorted_path_applies(n, config, False)
-            and shared_rectangles(layouts))
+def kernel_applies(n: int, config: CombineConfig, layouts: Sequence | None, dtype=np.float32) -> bool:
+    """Whether :func:`combine_model` can do this combine of inputs of type ``dtype`` (else use the numpy path:
+    a float64 reduction, ``precision = "float64"``, keeps numpy's float64 arithmetic)."""
+    return (np.dtype(dtype) == np.float32 and layouts is not None and len(layouts) == n
+            and _sorted_path_applies(n, config, False) and shared_rectangles(layouts))
 
 
 def combine_model(inputs: Sequence[np.ndarray], scales: Sequence[float], config: CombineConfig,

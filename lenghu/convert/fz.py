@@ -304,25 +304,10 @@ def _compress_pieces(src: Path, out: Path, options: list[str], plan: list[tuple[
     from lenghu.io.fitsfile import FitsFile
 
     fpack = _tool("fpack", src)
-    primary = plan[0]
-    scratch = out.parent
-
-    def piece(i: int) -> Path:
-        start, stop = plan[i]
-        raw, packed = scratch / f".{out.name}.{i}.fits", scratch / f".{out.name}.{i}.fz"
-        try:
-            with open(raw, "wb") as handle:
-                _copy_range(src, *primary, handle)
-                _copy_range(src, start, stop, handle)
-            _run([fpack, "-C", *options, "-O", str(packed), str(raw)], src)
-        finally:
-            raw.unlink(missing_ok=True)
-        return packed
-
     pending = []
     try:
         with ThreadPoolExecutor(workers) as pool, open(out, "wb") as handle:
-            pending = [pool.submit(piece, i) for i in range(1, len(plan))]
+            pending = [pool.submit(_fpack_piece, fpack, src, out, options, plan, i) for i in range(1, len(plan))]
             for i, future in enumerate(pending):
                 packed = future.result()
                 try:

@@ -79,5 +79,6 @@ def test_kernel_applies_only_to_the_default_path():
     assert not kernel_applies(3, CombineConfig(reject_low=1), layouts)
     assert not kernel_applies(3, CombineConfig(deviation="std"), layouts)
     assert not kernel_applies(3, CombineConfig(), None)
+    assert not kernel_applies(3, CombineConfig(), layouts, np.float64)
     assert not kernel_applies(65, CombineConfig(), [[(0, 4, 0, 4, 1.0)]] * 65)
     assert not kernel_applies(2, CombineConfig(), [[(0, 4, 0, 4, 1.0)], [(0, 4, 0, 2, 1.0)]])
