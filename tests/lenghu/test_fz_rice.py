@@ -27,16 +27,20 @@ def _fpack(fpack, src, out):
 
 
 def _images(rng):
-    """Rows that reach every branch of the coder: constant (all-zero blocks), quiet and noisy sky,
-    differences too large to Rice-code (plain 16-bit blocks), single outliers (long unary runs), the
-    16-bit wrap of differences, rows not a multiple of the 32-pixel block, a one-pixel image."""
+    """Rows that reach every branch of the coder: constant (all-zero blocks), quiet and noisy sky (codes
+    short enough to go two at a time), blocks of short and of long codes in one row, differences too large
+    to Rice-code (plain 16-bit blocks), single outliers (long unary runs), the 16-bit wrap of differences,
+    rows not a multiple of the 32-pixel block, a one-pixel image."""
     sky = np.round(1000 + rng.normal(0, 5, (40, 333))).astype(np.int16)
     sky[5, 17] = 30000  # an outlier: a difference coded with thousands of zeros
     sky[7, :] = 1234  # a constant row
     wild = rng.integers(-32768, 32767, (9, 100)).astype(np.int16)  # high entropy
     wrap = np.tile(np.array([-32768, 32767], dtype=np.int16), (3, 50))
     ramp = (np.arange(64 * 65).reshape(64, 65) % 700 - 350).astype(np.int16)
-    return {"sky": sky, "wild": wild, "wrap": wrap, "ramp": ramp, "one": np.array([[-7]], dtype=np.int16),
+    steps = np.round(rng.normal(0, 3, (6, 640))).astype(np.int16)  # short codes, then long ones, in a row
+    steps[:, 320:] = np.round(rng.normal(0, 3000, (6, 320))).astype(np.int16)
+    return {"sky": sky, "wild": wild, "wrap": wrap, "ramp": ramp, "steps": steps,
+            "one": np.array([[-7]], dtype=np.int16),
             "faint": np.round(rng.normal(0, 0.6, (20, 31))).astype(np.int16)}
 
 
