@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Any, Sequence
 
@@ -11,7 +12,8 @@ def wait_all(futures: Sequence, label: str, show: bool = True) -> tuple[list[Any
 
     A task that raised is not re-raised: its error text (type and message,
     which for lenghu's typed errors names the file) is returned so the stage
-    can record it and go on with the others.
+    can record it and go on with the others. Except a full disk
+    (:func:`is_disk_full`), which is raised: the run stops there.
     """
     from distributed import as_completed
     from tqdm import tqdm
@@ -23,6 +25,8 @@ def wait_all(futures: Sequence, label: str, show: bool = True) -> tuple[list[Any
         for future in as_completed(futures):
             if future.status == "error":
                 exc = future.exception()
+                if is_disk_full(exc):
+                    raise exc  # the run's problem, not this input's: every later write would fail too
                 errors[future.key] = f"{type(exc).__name__}: {exc}"
             bar.update(1)
     results = []
@@ -36,3 +40,8 @@ def wait_all(futures: Sequence, label: str, show: bool = True) -> tuple[list[Any
             errors[future.key] = f"{type(exc).__name__}: {exc}"
             results.append(None)
     return results, errors
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -28,7 +28,7 @@ from lenghu.pipelines.cluster import dask_client
 from lenghu.pipelines.config import ReduceConfig
 from lenghu.io.discover import find_raw_files
 from lenghu.pipelines.lock import RunLock
-from lenghu.pipelines.progress import wait_all
+from lenghu.pipelines.progress import is_disk_full, wait_all
 from lenghu.pipelines.registry import Registry, inputs_key
 from lenghu.pipelines.resources import ResourceMeter
 from lenghu.pipelines import tasks
@@ -123,6 +123,10 @@ def _run(request: ReduceRequest, out: Path, registry: Registry) -> ReduceSummary
 
                 run_coadd_stage(request, client, registry, run_id, summary, out)
             status = "done"
+        except OSError as exc:
+            if not is_disk_full(exc) or isinstance(exc, tasks.OutputSpaceError):
+                raise
+            raise tasks.OutputSpaceError(out, None, exc) from exc  # names the output folder and its free space
         finally:
             summary.resources = meter.finish()
             registry.end_run(run_id, status, summary.resources, summary.as_dict())
@@ -234,7 +238,7 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
             registry.mark_frame_failed(frame.path, reason, run_id)
             continue
         prepared.setdefault(final, []).append((frame, result))
-    # Phase 2: strips of rows combined into memory-mapped outputs.
+    # Phase 2: strips of rows combined into preallocated .npy outputs (positioned writes).
     futures, finals = [], []
     combine_outputs = {}
     for det, filt, frames, needs, final, key in jobs:
@@ -243,11 +247,7 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
             summary.failed_products[str(final)] = f"no usable {kind} frame"
             continue
         shape = tuple(inputs[0][1]["shape"])
-        try:
-            outputs = tasks.create_combine_outputs(str(out / "work" / final.stem / "combined"), shape)
-        except tasks.OutputSpaceError as exc:
-            summary.failed_products[str(final)] = str(exc)
-            continue
+        outputs = tasks.create_combine_outputs(str(out / "work" / final.stem / "combined"), shape)
         combine_outputs[final] = outputs
         rows = config.combine.rows_per_strip(len(inputs), shape[1], 8 if config.isr.precision == "float64" else 4)
         scratches = [r["scratch"] for _, r in inputs]
@@ -259,6 +259,8 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
             finals.append(final)
     _, errors = wait_all(futures, f"master {kind}: combine", request.progress)
     broken = {final for final, fut in zip(finals, futures) if fut.key in errors}
+    for final in prepared:
+        _drop_scratch(r["scratch"] for _, r in prepared[final])
     # Phase 3: normalise, mask, write FITS: column medians and row ranges on every worker, into one file.
     futures, meta, products = [], [], {}
     parts = max(1, min(MAX_WRITE_PARTS, len(client.scheduler_info().get("workers", {})) or 1))
@@ -288,6 +290,8 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
         futures.append(client.submit(tasks.finish_master_product, product, plan, written, pure=False))
         meta.append((det, filt, final, key, provenance, needs))
     results, errors = wait_all(futures, f"master {kind}: write", request.progress)
+    for final in combine_outputs:
+        _drop_scratch(combine_outputs[final].values())
     for (det, filt, final, key, provenance, needs), result, fut in zip(meta, results, futures):
         if result is None:
             abandon_shared_product(products[final])
@@ -306,6 +310,19 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
 
 #: Most processes that write parts of one master file at once.
 MAX_WRITE_PARTS = 4
+
+
+def _drop_scratch(paths: Iterable[str]) -> None:
+    """Remove scratch files as soon as nothing reads them any more, not at the end of the run.
+
+    Their page cache is then freed, and the next files written (the master's product, the next master's
+    inputs) reuse those pages: on virtual machines, memory the guest has not touched lately costs a
+    hypervisor fault per page on first use (68 MB written to a new file: 0.16 s with fresh pages, 0.02 s
+    with recently freed ones, measured on the 2-core VM of BENCHMARKS.md), and the masters of a
+    4k x 4k bias and flat went from 8.2-8.8 s to 7.6-8.1 s.
+    """
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def _ranges(n: int, parts: int) -> list[tuple[int, int]]:

@@ -183,15 +183,16 @@ class OutputSpaceError(LenghuError, OSError):
     see it as one, and a :class:`~lenghu.errors.LenghuError` naming the folder and its free space.
     """
 
-    def __init__(self, folder: str | Path, needed: int, exc: BaseException):
+    def __init__(self, folder: str | Path, needed: int | None, exc: BaseException):
         try:
             free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
         except OSError:
             free = "free space unknown"
+        if needed is not None:
+            free += f", {needed / 1e6:.1f} MB needed"
         OSError.__init__(self, errno.ENOSPC,
-                         f"no space left on the device holding {folder} ({free}, {needed / 1e6:.1f} MB needed: "
-                         f"{exc}); free some space and run again: finished products are kept and the run resumes",
-                         str(folder))
+                         f"no space left on the device holding {folder} ({free}: {exc}); free some space and run "
+                         "again: finished products are kept and the run resumes", str(folder))
         self.folder = str(folder)
 
     def __str__(self) -> str:
@@ -263,7 +264,7 @@ def npy_rows(path: str, y0: int, y1: int) -> np.ndarray:
 def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1: int,
                  config: CombineConfig, outputs: Mapping[str, str],
                  read_variances: Sequence | None = None, poisson: bool = True) -> int:
-    """Combine rows ``y0:y1`` of the prepared inputs into the output memmaps; returns rows done.
+    """Combine rows ``y0:y1`` of the prepared inputs into the output .npy files; returns rows done.
 
     With ``read_variances`` (the inputs' layouts, :func:`read_variance_rows`) the variance is the noise model's
     (:func:`~lenghu.calib.combine.model_variance`; ``poisson`` False for biases), else the
@@ -285,11 +286,25 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
             variance = model_variance(strip, (read_variance_rows(r, y0, y1, width) for r in read_variances), scales,
                                       poisson, config)
     for name, value in (("image", image), ("variance", variance), ("n_used", n_used)):
-        out = np.load(outputs[name], mmap_mode="r+")
-        out[y0:y1] = value
-        out.flush()
-        del out
+        npy_write_rows(outputs[name], y0, value)
     return y1 - y0
+
+
+def npy_write_rows(path: str, y0: int, rows: np.ndarray) -> None:
+    """Write ``rows`` over rows ``y0:y0 + len(rows)`` of an existing 2-D .npy file (positioned writes, as
+    :func:`npy_rows` reads: a memory map would take a page fault per 4 kB written)."""
+    with open(path, "r+b") as handle:
+        version = np.lib.format.read_magic(handle)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(handle))
+        if fortran or len(shape) != 2 or rows.ndim != 2 or rows.shape[1] != shape[1] or \
+                not 0 <= y0 <= y0 + rows.shape[0] <= shape[0]:
+            raise ValueError(f"{path}: cannot write {rows.shape} rows at row {y0} of an array of shape {shape}")
+        data = memoryview(np.ascontiguousarray(rows, dtype=dtype)).cast("B")
+        offset = handle.tell() + y0 * shape[1] * dtype.itemsize
+        while data:  # a regular file takes it in one call unless the disk fills up (which raises)
+            done = os.pwrite(handle.fileno(), data, offset)
+            data, offset = data[done:], offset + done
 
 
 def master_column_medians(image_path: str, x0: int, x1: int) -> np.ndarray:

@@ -127,8 +127,8 @@ print("no error")
 """
 
 
-@pytest.mark.reliability(kind="fault", case="the disk fills up while a master's combine fills its memory-mapped "
-                                            "output arrays (1 MB tmpfs; the combine's tasks run in a child process)",
+@pytest.mark.reliability(kind="fault", case="the disk fills up while a master's combine fills its output "
+                                            "arrays (1 MB tmpfs; the combine's tasks run in a child process)",
                          promise="an OSError (ENOSPC) that the run reports with the folder; no crash")
 def test_a_disk_filling_during_the_combine_gives_a_clear_error(tmp_path, record_property):
     if not _can_mount(tmp_path):
