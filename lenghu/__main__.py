@@ -1,5 +1,5 @@
 """``python -m lenghu`` runs the command-line interface."""
 
-from lenghu.cli import main
+from lenghu.cli import console
 
-raise SystemExit(main())
+console()
