@@ -352,8 +352,8 @@ def finish_master_product(product: SharedProduct, plan: MasterPlan,
                 "quality": read_quality(product.final)}
     quality = MasterQuality(plan).merge([q for _, q in parts])
     figures = quality.figures()
-    path = finish_shared_product(product, [p for p, _ in parts], quality_cards(figures))
-    return {"path": str(path), "checksum": file_checksum(path), "quality": figures}
+    path, checksum = finish_shared_product(product, [p for p, _ in parts], quality_cards(figures))
+    return {"path": str(path), "checksum": checksum, "quality": figures}
 
 
 def calibrate(path: str, spec: str, detector: str, masters: Mapping[str, str | None], isr: IsrConfig,

@@ -26,6 +26,7 @@ from lenghu.calib.masks import MASK_DTYPE, MaskBit
 from lenghu.calib.masters import MasterFrame
 from lenghu.errors import FrameError
 from lenghu.io.atomic import TEMP_MARK, TEMP_PREFIX, atomic_path
+from lenghu.io.checksum import file_checksum
 from lenghu.io.streamed_fits import StreamedImageFile, anonymous_file, image_header as plane_header
 
 _SKIP_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT",
@@ -195,23 +196,31 @@ def begin_shared_product(path: str | Path, shape: tuple[int, int], primary_cards
 
 
 def finish_shared_product(product: SharedProduct, parts: Sequence[dict], primary_cards: Mapping[str, object]
-                          ) -> Path:
-    """Merge the parts the workers wrote, set the final primary cards, and give the file its name.
+                          ) -> tuple[Path, str]:
+    """Merge the parts the workers wrote, set the final primary cards, and give the file its name;
+    returns its path and SHA-256.
 
-    Refuses (ValueError, the temporary removed) if rows were never written.
+    The file's bytes are hashed while the disk syncs them (both wait on something else than this
+    thread: a 4k x 4k master is 0.17 s of hashing and up to 0.2 s of syncing here). Refuses (ValueError,
+    the temporary removed) if rows were never written.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         with open(product.temporary, "r+b") as handle:
             stream = product.stream.attach(handle)
             stream.merge(parts)
             stream.update_primary(primary_cards)
             stream.close()
-            os.fsync(handle.fileno())
+            with ThreadPoolExecutor(1) as pool:
+                synced = pool.submit(os.fsync, handle.fileno())
+                checksum = file_checksum(product.temporary)
+                synced.result()
         os.replace(product.temporary, product.final)
     except BaseException:
         abandon_shared_product(product)
         raise
-    return Path(product.final)
+    return Path(product.final), checksum
 
 
 def abandon_shared_product(product: SharedProduct) -> None:

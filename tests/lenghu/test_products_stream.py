@@ -197,8 +197,10 @@ def test_a_product_written_in_parts_by_several_writers_has_the_same_bytes(planes
         with copy.writer() as out:
             out.write_rows(y0, sci[y0:y1], var[y0:y1], mask[y0:y1])
             parts.append(out.written())
-    finish_shared_product(product, parts, {"HIERARCH LH Q NOISE": 1.25})
-    assert (tmp_path / "parts.fits").read_bytes() == (tmp_path / "one.fits").read_bytes()
+    path, checksum = finish_shared_product(product, parts, {"HIERARCH LH Q NOISE": 1.25})
+    assert path == tmp_path / "parts.fits"
+    assert path.read_bytes() == (tmp_path / "one.fits").read_bytes()
+    assert checksum == hashlib.sha256(path.read_bytes()).hexdigest()  # of the final bytes
     errors, report = fitsverify(tmp_path / "parts.fits")
     assert errors == 0, report
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.fits", "parts.fits"]
