@@ -221,7 +221,7 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
     if not jobs:
         _say(request, f"Master {kind}: up to date")
         return
-    # Phase 1: every input frame processed as far as the master needs, to scratch .npy files.
+    # Phase 1: what each input needs (overscan levels, scale), and which inputs are usable.
     prepared = {}
     futures, owners = [], []
     for det, filt, frames, needs, final, key in jobs:
@@ -237,8 +237,9 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
             summary.failed_frames[frame.path] = reason
             registry.mark_frame_failed(frame.path, reason, run_id)
             continue
-        prepared.setdefault(final, []).append((frame, result))
-    # Phase 2: strips of rows combined into preallocated .npy outputs (positioned writes).
+        prepared.setdefault(final, []).append((frame, result, fut))
+    # Phase 2: strips of rows of every input assembled and combined into preallocated .npy outputs. The
+    # inputs' facts go to the workers as the futures of phase 1 (each worker fetches them once).
     futures, finals = [], []
     combine_outputs = {}
     for det, filt, frames, needs, final, key in jobs:
@@ -250,17 +251,15 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
         outputs = tasks.create_combine_outputs(str(out / "work" / final.stem / "combined"), shape)
         combine_outputs[final] = outputs
         rows = config.combine.rows_per_strip(len(inputs), shape[1], 8 if config.isr.precision == "float64" else 4)
-        scratches = [r["scratch"] for _, r in inputs]
-        scales = [r["scale"] for _, r in inputs]
-        read_variances = [r["read_variance"] for _, r in inputs]
+        facts = [fut for _, _, fut in inputs]
         for y0 in range(0, shape[0], rows):
-            futures.append(client.submit(tasks.combine_rows, scratches, scales, y0, min(shape[0], y0 + rows),
-                                         config.combine, outputs, read_variances, kind != "bias", pure=False))
+            futures.append(client.submit(tasks.combine_rows, facts, needs, config.isr, y0, min(shape[0], y0 + rows),
+                                         config.combine, outputs, kind != "bias", pure=False))
             finals.append(final)
     _, errors = wait_all(futures, f"master {kind}: combine", request.progress)
     broken = {final for final, fut in zip(finals, futures) if fut.key in errors}
     for final in prepared:
-        _drop_scratch(r["scratch"] for _, r in prepared[final])
+        _drop_scratch(r["raw_copy"] for _, r, _ in prepared[final] if r["raw_copy"])
     # Phase 3: normalise, mask, write FITS: column medians and row ranges on every worker, into one file.
     futures, meta, products = [], [], {}
     parts = max(1, min(MAX_WRITE_PARTS, len(client.scheduler_info().get("workers", {})) or 1))
@@ -272,12 +271,16 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
         inputs = prepared[final]
         outputs = combine_outputs[final]
         shape = tuple(inputs[0][1]["shape"])
-        provenance = [ProvenanceEntry("input", f.path, f.checksum) for f, _ in inputs]
+        provenance = [ProvenanceEntry("input", f.path, f.checksum) for f, _, _ in inputs]
         provenance += [ProvenanceEntry(k, p, registry_checksum(registry, p)) for k, p in needs.items() if p]
         cards = master_cards(kind, det, filt, MasterQuality.placeholder(kind, len(inputs)))
         try:
             product = begin_shared_product(final, shape, cards, provenance, config_hash)
         except OSError as exc:
+            if is_disk_full(exc):  # the run stops: the products begun before this one are removed too
+                for begun in products.values():
+                    abandon_shared_product(begun)
+                raise
             summary.failed_products[str(final)] = f"{type(exc).__name__}: {exc}"
             continue
         products[final] = product
@@ -289,23 +292,30 @@ def _masters(kind, night, masters, request, client, registry, run_id, summary, o
                    for y0, y1 in _ranges(shape[0], parts)]
         futures.append(client.submit(tasks.finish_master_product, product, plan, written, pure=False))
         meta.append((det, filt, final, key, provenance, needs))
-    results, errors = wait_all(futures, f"master {kind}: write", request.progress)
-    for final in combine_outputs:
-        _drop_scratch(combine_outputs[final].values())
-    for (det, filt, final, key, provenance, needs), result, fut in zip(meta, results, futures):
-        if result is None:
-            abandon_shared_product(products[final])
-            summary.failed_products[str(final)] = errors.get(fut.key, "task failed")
-            continue
-        missing = [k for k, p in needs.items() if not p]
-        registry.record_product(str(final), kind=f"master_{kind}", detector=det, filter=filt, exposure=None,
-                                checksum=result["checksum"], key=key,
-                                inputs=[{"role": e.role, "path": e.path, "checksum": e.checksum} for e in provenance],
-                                config_hash=config_hash, missing=missing, quality=result["quality"], run_id=run_id)
-        masters[(kind, det, filt)] = str(final)
-        summary.masters.append(str(final))
-        if missing:
-            summary.missing[str(final)] = missing
+    try:
+        results, errors = wait_all(futures, f"master {kind}: write", request.progress)
+        for final in combine_outputs:
+            _drop_scratch(combine_outputs[final].values())
+        for (det, filt, final, key, provenance, needs), result, fut in zip(meta, results, futures):
+            if result is None:
+                abandon_shared_product(products[final])
+                summary.failed_products[str(final)] = errors.get(fut.key, "task failed")
+                continue
+            missing = [k for k, p in needs.items() if not p]
+            registry.record_product(str(final), kind=f"master_{kind}", detector=det, filter=filt, exposure=None,
+                                    checksum=result["checksum"], key=key,
+                                    inputs=[{"role": e.role, "path": e.path, "checksum": e.checksum}
+                                            for e in provenance],
+                                    config_hash=config_hash, missing=missing, quality=result["quality"],
+                                    run_id=run_id)
+            masters[(kind, det, filt)] = str(final)
+            summary.masters.append(str(final))
+            if missing:
+                summary.missing[str(final)] = missing
+    except BaseException:  # the run stops (a full disk, Ctrl-C): no temporary product is left behind
+        for product in products.values():
+            abandon_shared_product(product)  # a finished one has no temporary any more
+        raise
 
 
 #: Most processes that write parts of one master file at once.

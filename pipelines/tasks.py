@@ -23,8 +23,8 @@ from astropy.io import fits
 from lenghu.calib.assemble import StripAssembler
 from lenghu.calib.combine import CombineConfig, combine_stack, model_variance
 from lenghu.calib.isr import Calibrations, IsrConfig, remove_signature_by_strips, subtract_masters_in_place
-from lenghu.calib.masters import (LevelSampler, MasterConfig, MasterPlan, MasterQuality, column_medians, finish_rows,
-                                  plan_master)
+from lenghu.calib.masters import (MasterConfig, MasterPlan, MasterQuality, column_medians, finish_rows, level_bands,
+                                  median_of_bands, plan_master)
 from lenghu.errors import FrameError, LenghuError
 from lenghu.instruments import Instrument
 from lenghu.io.products import (WRITE_ROWS, MasterFile, ProvenanceEntry, SharedProduct, copy_cards,
@@ -80,7 +80,10 @@ class _NoDataCounter:
         self.path, self.detector, self.total, self.bad = path, detector, shape[0] * shape[1], 0
 
     def add(self, no_data: np.ndarray) -> None:
-        self.bad += int(no_data.sum())
+        self.add_count(int(no_data.sum()))
+
+    def add_count(self, pixels: int) -> None:
+        self.bad += pixels
         if self.bad > MAX_NO_DATA_FRACTION * self.total:
             raise FrameError(self.path, f"detector {self.detector}: more than {MAX_NO_DATA_FRACTION:.0%} of the "
                                         "pixels are not finite (NaN or Inf)")
@@ -103,77 +106,65 @@ def strip_rows_for(width: int, megabytes: float = STRIP_MEGABYTES) -> int:
 
 def prepare_master_input(path: str, spec: str, detector: str, kind: str, masters: Mapping[str, str | None],
                          isr: IsrConfig, scratch: str) -> dict[str, Any]:
-    """One input of a master, processed as far as the master needs, saved as .npy.
+    """What one input of a master needs before its strips are combined (:func:`combine_rows`).
 
-    Biases: overscan, trim, gain. Darks: and bias. Flats: and bias and dark.
-    Returns the scratch path, the exposure time and the frame's scale factor
-    (1 / exposure time for darks, 1 / median for flats, 1 for biases). The
-    frame's read-noise variance, constant over each amplifier, is returned as
-    a layout (``read_variance``: rectangles and values, see
-    :func:`read_variance_rows`) for the master's variance
-    (:func:`lenghu.calib.combine.model_variance`), not written as a plane.
-    The frame is processed strip by strip and the strips appended to the
-    scratch file, so memory does not grow with the frame.
+    Returns the overscan levels (:class:`~lenghu.calib.assemble.OverscanLevels`, so that strips are
+    assembled again without reading the overscan), the detector, the exposure time, the frame's scale
+    factor (1 / exposure time for darks, 1 / median for flats, 1 for biases) and its read-noise
+    variance as a layout (``read_variance``: rectangles and values, see :func:`read_variance_rows`)
+    for the master's variance (:func:`lenghu.calib.combine.model_variance`).
+
+    No processed pixels are kept: writing every input to scratch files and reading them back cost more
+    than assembling the strips again inside the combine (the pages of 20 new 68 MB files are the
+    largest cost of the masters on a virtual machine). Only a compressed raw file, which cannot be read
+    by rows, is decompressed once into ``scratch`` (float32 ADU). A frame with more than
+    :data:`MAX_NO_DATA_FRACTION` of its pixels without data is rejected (:class:`FrameError`; counted
+    without assembling the frame: :meth:`~lenghu.calib.assemble.StripAssembler.no_data_pixels`). A flat's
+    level is the median of the rows :func:`~lenghu.calib.masters.level_bands` picks, bias-subtracted: only
+    those rows are assembled here.
     """
     reader, assembler = _assembled(path, spec, detector, isr)
     exptime = reader.record.exptime
     if kind == "dark" and exptime <= 0:
         raise FrameError(path, "a dark frame with zero exposure time cannot be scaled to e-/s")
-    cals = _load_masters(masters)
     shape = assembler.shape
-    rows = strip_rows_for(shape[1])
-    bad = _NoDataCounter(path, detector, shape)
-    # Scratch files are written in place, without fsync: they are not products, a rerun of this
-    # task rewrites them whole, and combine tasks start only after this task has returned.
-    Path(scratch).parent.mkdir(parents=True, exist_ok=True)
-    sampler = LevelSampler(shape[0] * shape[1])
-    with _NpyWriter(scratch, shape, isr.dtype) as sci_out:
-        for y0 in range(0, shape[0], rows):
-            y1 = min(shape[0], y0 + rows)
-            sci = assembler.signal_rows(y0, y1)
-            bad.add(np.isnan(sci))
-            sci = subtract_masters_in_place(sci, exptime, cals.rows(y0, y1, image_only=True)).astype(isr.dtype,
-                                                                                                     copy=False)
-            if kind == "flat":
-                sampler.add(y0 * shape[1], sci)  # level_of(the written frame), without reading it again
-            sci_out.write(sci)
-    if kind == "dark":
-        scale = 1.0 / exptime
-    elif kind == "flat":
-        level = sampler.level()
+    _NoDataCounter(path, detector, shape).add_count(assembler.no_data_pixels(reader.may_lack_data))
+    if kind == "flat":  # the level of the values combined: only the rows it samples are made
+        cals = _load_masters(masters)
+        bands = [subtract_masters_in_place(assembler.signal_rows(y0, y1), exptime,
+                                           cals.rows(y0, y1, image_only=True)).astype(isr.dtype, copy=False)
+                 for y0, y1 in level_bands(shape)]
+        level = median_of_bands(bands)
         if not np.isfinite(level) or level <= 0:
             raise FrameError(path, f"flat frame has median level {level:.1f} e-; not a usable flat")
         scale = 1.0 / level
     else:
-        scale = 1.0
-    return {"path": path, "scratch": scratch, "read_variance": assembler.read_variance_layout(), "exptime": exptime,
-            "scale": scale,
-            "shape": shape, "dtype": np.dtype(isr.dtype).name}
+        scale = 1.0 / exptime if kind == "dark" else 1.0
+    raw_copy = None
+    if reader.whole_in_memory:
+        Path(scratch).parent.mkdir(parents=True, exist_ok=True)
+        # Written in place, without fsync: not a product; a rerun of this task rewrites it whole.
+        with open(scratch, "wb") as handle:
+            np.save(handle, reader.rows(0, reader.raw_shape[0]))
+        raw_copy = scratch
+    return {"path": path, "spec": spec, "detector": detector, "frame_detector": reader.detector,
+            "levels": assembler.levels(), "raw_copy": raw_copy, "read_variance": assembler.read_variance_layout(),
+            "exptime": exptime, "scale": scale, "shape": shape, "dtype": np.dtype(isr.dtype).name}
 
 
-class _NpyWriter:
-    """A .npy file of known shape written by consecutive row blocks (no memory map kept)."""
-
-    def __init__(self, path: str, shape: tuple[int, int], dtype):
-        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
-        self._row = 0
-
-    def __enter__(self):
-        self._handle = open(self.path, "wb")
-        np.lib.format.write_array_header_1_0(self._handle, {"descr": np.lib.format.dtype_to_descr(self.dtype),
-                                                            "fortran_order": False, "shape": self.shape})
-        return self
-
-    def write(self, rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        self._handle.write(memoryview(rows).cast("B"))  # no bytes copy
-        self._row += rows.shape[0]
-
-    def __exit__(self, exc_type, exc, tb):
-        self._handle.close()
-        if exc_type is None and self._row != self.shape[0]:
-            raise RuntimeError(f"{self.path}: {self._row} of {self.shape[0]} rows written")
-        return False
+def master_input_rows(item: Mapping[str, Any], isr: IsrConfig, cals: Calibrations, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` of one input of a master, processed as far as the master needs (biases: overscan,
+    trim, gain; darks: and bias; flats: and bias and dark), from what :func:`prepare_master_input`
+    returned; ``cals``: the masters' rows ``y0:y1``."""
+    if item["raw_copy"]:
+        read, frame_detector = (lambda r0, r1: npy_rows(item["raw_copy"], r0, r1)), item["frame_detector"]
+    else:
+        reader = open_raw_detector(item["path"], resolve_instrument(item["path"], item["spec"]), item["detector"])
+        read, frame_detector = reader.rows, reader.detector
+    assembler = StripAssembler(read, frame_detector, isr.overscan, dtype=isr.dtype, source=item["path"],
+                               levels=item["levels"])
+    sci = subtract_masters_in_place(assembler.signal_rows(y0, y1), item["exptime"], cals)
+    return sci.astype(isr.dtype, copy=False)
 
 
 class OutputSpaceError(LenghuError, OSError):
@@ -261,10 +252,24 @@ def npy_rows(path: str, y0: int, y1: int) -> np.ndarray:
     return out
 
 
-def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1: int,
-                 config: CombineConfig, outputs: Mapping[str, str],
-                 read_variances: Sequence | None = None, poisson: bool = True) -> int:
-    """Combine rows ``y0:y1`` of the prepared inputs into the output .npy files; returns rows done.
+def combine_rows(inputs: Sequence[Mapping[str, Any]], masters: Mapping[str, str | None], isr: IsrConfig, y0: int,
+                 y1: int, config: CombineConfig, outputs: Mapping[str, str], poisson: bool = True) -> int:
+    """Combine rows ``y0:y1`` of a master's inputs (what :func:`prepare_master_input` returned for each) into
+    the output .npy files; returns rows done.
+
+    Each input's rows are assembled here from its raw file (:func:`master_input_rows`), the masters' rows
+    read once for all of them. The variance is the noise model's (:func:`~lenghu.calib.combine.model_variance`,
+    from the inputs' read-variance layouts; ``poisson`` False for biases).
+    """
+    cals = _load_masters(masters).rows(y0, y1, image_only=True)
+    strips = [master_input_rows(item, isr, cals, y0, y1) for item in inputs]
+    return combine_strips(strips, [item["scale"] for item in inputs], y0, config, outputs,
+                          [item["read_variance"] for item in inputs], poisson)
+
+
+def combine_strips(strips: Sequence[np.ndarray], scales: Sequence[float], y0: int, config: CombineConfig,
+                   outputs: Mapping[str, str], read_variances: Sequence | None = None, poisson: bool = True) -> int:
+    """Combine the same rows (from ``y0``) of several inputs into the output .npy files; returns rows done.
 
     With ``read_variances`` (the inputs' layouts, :func:`read_variance_rows`) the variance is the noise model's
     (:func:`~lenghu.calib.combine.model_variance`; ``poisson`` False for biases), else the
@@ -272,12 +277,12 @@ def combine_rows(scratches: Sequence[str], scales: Sequence[float], y0: int, y1:
     """
     from lenghu.calib import combine_kernel  # numba: imported where a combine runs, not by every process
 
-    inputs = [npy_rows(s, y0, y1) for s in scratches]
-    if combine_kernel.kernel_applies(len(scratches), config, read_variances, np.result_type(*inputs)):
+    y1 = y0 + strips[0].shape[0]
+    if combine_kernel.kernel_applies(len(strips), config, read_variances, np.result_type(*strips)):
         # The default master combine, compiled: the same values as the numpy path below, ~8x faster.
-        image, variance, n_used = combine_kernel.combine_model(inputs, scales, config, read_variances, y0, poisson)
+        image, variance, n_used = combine_kernel.combine_model(strips, scales, config, read_variances, y0, poisson)
     else:
-        stack = np.stack([part * scale for part, scale in zip(inputs, scales)])
+        stack = np.stack([part * scale for part, scale in zip(strips, scales)])
         strip = combine_stack(stack, config, sample_variance=read_variances is None)
         del stack
         image, variance, n_used = strip.image, strip.variance, strip.n_used

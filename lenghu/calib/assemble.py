@@ -155,6 +155,17 @@ class _OverscanOnly:
     overscan: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class OverscanLevels:
+    """What a :class:`StripAssembler` measured in a frame's overscan: enough to assemble any strip of the
+    frame again without reading its overscan (small: one level per amplifier row at most)."""
+
+    level: dict[str, np.ndarray]  # per amplifier: (rows, 1), or (1, 1) for one level
+    read_var: dict[str, float]
+    read_noise: dict[str, float]
+    overscan_level: dict[str, float]
+
+
 class StripAssembler:
     """Assembly of any strip of detector rows, reading the raw array by rows.
 
@@ -177,18 +188,42 @@ class StripAssembler:
         The file, for messages.
     chunk_rows : int
         Raw rows read at a time while collecting the overscan.
+    levels : OverscanLevels, optional
+        The levels another assembler of the same frame measured (:meth:`levels`): the overscan is then
+        not read again.
     """
 
     def __init__(self, read_rows, detector: Detector, overscan: OverscanConfig, dtype: type = np.float32,
-                 source: str = "", chunk_rows: int = 1024):
+                 source: str = "", chunk_rows: int = 1024, levels: OverscanLevels | None = None):
         self._read = read_rows
         self.detector = detector
         self.shape = tuple(detector.shape)
         self._dtype = dtype
-        self._level: dict[str, np.ndarray] = {}
-        self._read_var: dict[str, float] = {}
-        self.read_noise: dict[str, float] = {}
-        self.overscan_level: dict[str, float] = {}
+        self._tiled = _tiles(detector)
+        self._chunk_rows = chunk_rows
+        if levels is not None:
+            self._use(levels)
+        else:
+            self._measure(overscan, source)
+
+    def _use(self, levels: OverscanLevels) -> None:
+        self._levels = levels
+        self._level = {a.name: np.broadcast_to(levels.level[a.name], (a.data_section.shape[0], 1))
+                       for a in self.detector.amplifiers}
+        self._read_var = dict(levels.read_var)
+        self.read_noise = dict(levels.read_noise)
+        self.overscan_level = dict(levels.overscan_level)
+
+    def levels(self) -> OverscanLevels:
+        """The overscan levels measured (see ``levels`` of the constructor)."""
+        return self._levels
+
+    def _measure(self, overscan: OverscanConfig, source: str) -> None:
+        detector, dtype, chunk_rows = self.detector, self._dtype, self._chunk_rows
+        level_by_amp: dict[str, np.ndarray] = {}
+        read_var: dict[str, float] = {}
+        read_noise: dict[str, float] = {}
+        overscan_median: dict[str, float] = {}
         pieces: dict[str, list[np.ndarray]] = {a.name: [] for a in detector.amplifiers if a.overscan_section}
         raw_ny = detector.raw_shape[0]
         for r0 in range(0, raw_ny, chunk_rows):
@@ -207,19 +242,55 @@ class StripAssembler:
             scan = np.concatenate(pieces[amp.name]) if amp.name in pieces else None
             if scan is not None:
                 level = overscan_level(scan, overscan).astype(dtype)
-                self.overscan_level[amp.name] = float(np.median(level))
+                overscan_median[amp.name] = float(np.median(level))
                 level_var = overscan_level_variance(scan.shape, overscan)
             else:
                 level = np.zeros((amp.data_section.shape[0], 1), dtype=dtype)
-                self.overscan_level[amp.name] = 0.0
+                overscan_median[amp.name] = 0.0
                 level_var = 0.0
             rn = amp.read_noise.to_value(u.electron)
             if not math.isfinite(rn):
                 rn = _measured_read_noise(_OverscanOnly(amp, scan), gain, source)
-            self.read_noise[amp.name] = rn
-            self._level[amp.name] = np.broadcast_to(level, (amp.data_section.shape[0], 1))
-            self._read_var[amp.name] = rn * rn * (1.0 + level_var)
-        self._tiled = _tiles(detector)
+            read_noise[amp.name] = rn
+            level_by_amp[amp.name] = np.asarray(level).reshape(-1, 1)
+            read_var[amp.name] = rn * rn * (1.0 + level_var)
+        self._use(OverscanLevels(level_by_amp, read_var, read_noise, overscan_median))
+
+    def no_data_pixels(self, raw_may_be_missing: bool = True) -> int:
+        """How many pixels of the frame :meth:`signal_rows` gives as NaN (no data), without assembling it.
+
+        A pixel has no data where no amplifier covers it, where its amplifier's overscan level is not finite,
+        or (``raw_may_be_missing``: float data, or integers with ``BLANK``) where its raw value is not
+        finite; the raw array is then read once, by blocks of rows.
+        """
+        if not self._tiled:  # overlapping or partial amplifiers: count on the assembled rows themselves
+            step = self._chunk_rows
+            return sum(int(np.isnan(self.signal_rows(y, min(self.shape[0], y + step))).sum())
+                       for y in range(0, self.shape[0], step))
+        missing = 0
+        raw_ny = self.detector.raw_shape[0]
+        counted = {}  # per amplifier: for each of its raw rows, the pixels without data
+        for amp in self.detector.amplifiers:
+            data = amp.data_section
+            # levels and raw rows are both in the amplifier's raw orientation: row k is raw row data.y0 + k
+            bad_level = ~np.isfinite(np.broadcast_to(self._levels.level[amp.name], (data.shape[0], 1))[:, 0])
+            counted[amp.name] = bad_level.astype(np.int64) * data.shape[1]
+        if raw_may_be_missing:
+            for r0 in range(0, raw_ny, self._chunk_rows):
+                r1 = min(raw_ny, r0 + self._chunk_rows)
+                part = None
+                for amp in self.detector.amplifiers:
+                    data = amp.data_section
+                    a, b = max(r0, data.y0), min(r1, data.y1)
+                    if a >= b:
+                        continue
+                    part = self._read(r0, r1) if part is None else part
+                    bad = (~np.isfinite(part[a - r0:b - r0, data.x0:data.x1])).sum(axis=1)
+                    rows = counted[amp.name][a - data.y0:b - data.y0]
+                    np.copyto(rows, bad, where=rows == 0)  # a row without a level is counted whole already
+        for amp in self.detector.amplifiers:
+            missing += int(counted[amp.name].sum())
+        return missing
 
     def read_variance_layout(self) -> list[tuple[int, int, int, int, float]]:
         """The read-variance plane as ``(y0, y1, x0, x1, electrons^2)`` per amplifier (0 elsewhere)."""

@@ -289,13 +289,25 @@ class RawDetectorReader:
         """``(ny, nx)`` of the raw array."""
         return tuple(self._info.image_shape)
 
+    @property
+    def whole_in_memory(self) -> bool:
+        """Whether :meth:`rows` decompresses the whole HDU (a compressed file) rather than reading rows."""
+        return self._info.is_compressed_image or self._fitsfile.compression is not None
+
+    @property
+    def may_lack_data(self) -> bool:
+        """Whether :meth:`rows` can give NaN: floating-point data, or integers with ``BLANK``."""
+        if "BLANK" in self.header or self.whole_in_memory:
+            return True
+        return self.header.get("BITPIX") not in (8, 16, 32, 64)
+
     def rows(self, r0: int, r1: int) -> np.ndarray:
         """Raw rows ``r0:r1``, all columns, float32 ADU (BZERO/BSCALE applied, BLANK as NaN)."""
         ny, nx = self.raw_shape
         if not 0 <= r0 < r1 <= ny:
             raise ValueError(f"{self.path}: rows {r0}:{r1} outside 0:{ny}")
         info = self._info
-        if info.is_compressed_image or self._fitsfile.compression is not None:
+        if self.whole_in_memory:
             if self._whole is None:
                 self._whole = self._fitsfile.read_image(info)
             part = self._whole[r0:r1]

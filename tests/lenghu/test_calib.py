@@ -208,11 +208,12 @@ def test_level_of_a_flat_is_exact_small_and_close_large():
     exact = float(np.median(large))
     assert level_of(large) != exact  # really a subsample
     assert level_of(large) == pytest.approx(exact, rel=2e-5)
-    # Met strip by strip (as a master input is written) it is the very same number.
-    from lenghu.calib.masters import LevelSampler
+    # Its rows: whole bands spread over the whole frame, at least SUBSAMPLE_PIXELS pixels; made band by band
+    # (as a master's input makes only these rows) it is the very same number.
+    from lenghu.calib.masters import SUBSAMPLE_PIXELS, level_bands, median_of_bands
 
-    for frame, rows in ((large, 409), (large, 3000), (small, 7)):
-        sampler = LevelSampler(frame.size)
-        for y0 in range(0, frame.shape[0], rows):
-            sampler.add(y0 * frame.shape[1], frame[y0:y0 + rows])
-        assert sampler.level() == level_of(frame)
+    bands = level_bands(large.shape)
+    assert bands[0][0] == 0 and bands[-1][1] > large.shape[0] - 2 * 32 * 2 and len(bands) > 10
+    assert sum(b - a for a, b in bands) * large.shape[1] >= SUBSAMPLE_PIXELS
+    assert level_bands(small.shape) == [(0, small.shape[0])]
+    assert median_of_bands([large[a:b].copy() for a, b in bands]) == level_of(large)

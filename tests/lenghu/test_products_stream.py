@@ -178,6 +178,38 @@ def test_signal_rows_marks_missing_pixels_and_uncovered_columns(wfst_flat):
     assert np.isnan(part).sum() == amp0.detector_section.shape[0] * amp0.detector_section.shape[1]
 
 
+@pytest.mark.parametrize("method", ["row_median", "median"])
+def test_no_data_is_counted_without_assembling_and_levels_are_reused(wfst_flat, method):
+    """What a master's input pass measures: the pixels without data (a NaN and an infinite raw value, a
+    row whose overscan is all NaN, amplifiers that cover nothing) as signal_rows would give them, and
+    overscan levels that a second assembler of the frame reuses to give the very same rows."""
+    from dataclasses import replace
+
+    from lenghu.io.raw import instrument_for
+
+    reader = open_raw_detector(wfst_flat, instrument_for(wfst_flat, "wfst"), "CCD5")
+    raw = reader.rows(0, reader.raw_shape[0]).copy()
+    amp0, amp5 = reader.detector.amplifiers[0], reader.detector.amplifiers[5]
+    raw[amp0.data_section.y0 + 2, amp0.data_section.x0 + 3] = np.nan
+    raw[amp0.data_section.y0 + 4, amp0.data_section.x0 + 5] = np.inf
+    raw[amp5.overscan_section.y0 + 7, amp5.overscan_section.x0:amp5.overscan_section.x1] = np.nan
+    raw[amp5.data_section.y0 + 7, amp5.data_section.x0 + 1] = np.nan  # on that row: counted once
+    config = OverscanConfig(method=method)
+    for detector in (reader.detector, replace(reader.detector, amplifiers=reader.detector.amplifiers[1:])):
+        measured = StripAssembler(lambda a, b: raw[a:b], detector, config, chunk_rows=97)
+        signal = measured.signal_rows(0, measured.shape[0])
+        assert measured.no_data_pixels() == int(np.isnan(signal).sum()) > 1
+        again = StripAssembler(lambda a, b: raw[a:b], detector, config, levels=measured.levels())
+        cuts = list(range(0, measured.shape[0], 50)) + [measured.shape[0]]
+        rows = np.concatenate([again.signal_rows(a, b) for a, b in zip(cuts[:-1], cuts[1:])])
+        np.testing.assert_array_equal(rows, signal)
+        assert again.read_variance_layout() == measured.read_variance_layout()
+    # Integer raw data without BLANK cannot lack a value: then only the levels are looked at.
+    clean = StripAssembler(reader.rows, reader.detector, config)
+    assert not reader.may_lack_data
+    assert clean.no_data_pixels(raw_may_be_missing=False) == 0 == clean.no_data_pixels()
+
+
 def test_a_product_written_in_parts_by_several_writers_has_the_same_bytes(planes, tmp_path, fitsverify):
     """Row ranges written through separate writers (as separate worker processes do) and joined give the
     file one writer gives; cards set at the end land in the header; nothing is left beside the file."""
