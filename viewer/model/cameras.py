@@ -344,6 +344,14 @@ def camera_from_json(text: str) -> Camera:
     return camera_from_dict(json.loads(text))
 
 
+def plane_point(camera: "PanZoomCamera", size: tuple[int, int], x: float, y: float) -> tuple[float, float]:
+    """The world (x, y) under pixel (``x``, ``y``) (top-left origin) of a 2-D camera: the inverse of
+    :func:`project` on the image plane."""
+    w, h = size
+    per_pixel = camera.height / h
+    return camera.center[0] + (x - w / 2) * per_pixel, camera.center[1] - (y - h / 2) * per_pixel
+
+
 def project(points: np.ndarray, camera: Camera, size: tuple[int, int]) -> np.ndarray:
     """Pixel coordinates (x right, y down, origin at the top left) of world ``points`` (N, 3).
 

@@ -233,16 +233,27 @@ class ImageLayer(Layer):
     colormap = Prop("gray", check_colormap)
     clim = Prop(None, optional_range)
 
-    def __init__(self, data: np.ndarray, wcs=None, **kwargs: Any):
+    def __init__(self, data: np.ndarray, wcs=None, unit: str = "", **kwargs: Any):
         super().__init__(**kwargs)
         data = np.asarray(data)
         if data.ndim != 2:
             raise ValueError(f"an image needs a 2-D array, got shape {data.shape}")
         self.data = data
         self.wcs = wcs
+        self.unit = unit
         if not self.name:
             self.name = "image"
         self._limits: dict[tuple, tuple[float, float]] = {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx) of the full-resolution image."""
+        return tuple(self.data.shape)
+
+    def value_at(self, i: int, j: int) -> float:
+        """The value of pixel column ``i``, row ``j`` (0-based, full resolution); NaN outside the image."""
+        ny, nx = self.shape
+        return float(self.data[j, i]) if 0 <= i < nx and 0 <= j < ny else float("nan")
 
     def bounds(self):
         ny, nx = self.data.shape
@@ -285,7 +296,8 @@ class ImageLayer(Layer):
     @classmethod
     def from_fits(cls, path: str | Path, hdu: int | str | None = None, **kwargs: Any) -> "ImageLayer":
         data, header = _read_fits_array(path, hdu, ndim=2)
-        return cls(data, wcs=_celestial_wcs(header), name=kwargs.pop("name", Path(path).name), **kwargs)
+        return cls(data, wcs=_celestial_wcs(header), unit=str(header.get("BUNIT", "")).strip(),
+                   name=kwargs.pop("name", Path(path).name), **kwargs)
 
 
 
@@ -313,6 +325,7 @@ class TiledImageLayer(ImageLayer):
         if wcs is None and len(self.store.header):
             wcs = _celestial_wcs(self.store.header)
         self.wcs = wcs
+        self.unit = str(self.store.header.get("BUNIT", "")).strip() if len(self.store.header) else ""
         self.max_tiles = int(max_tiles)
         self.cache_tiles = max(int(cache_tiles), 2 * self.max_tiles + len(self.store.levels))
         if not self.name:
@@ -333,6 +346,14 @@ class TiledImageLayer(ImageLayer):
     def bounds(self):
         ny, nx = self.store.shape
         return np.array([0.0, 0.0, 0.0]), np.array([float(nx), float(ny), 0.0])
+
+    def value_at(self, i: int, j: int) -> float:
+        """The value of full-resolution pixel (``i``, ``j``), read from its tile; NaN outside the image."""
+        ny, nx = self.store.shape
+        if not (0 <= i < nx and 0 <= j < ny):
+            return float("nan")
+        t = self.store.tile
+        return float(self.store.read_tile(0, j // t, i // t)[j % t, i % t])
 
     def limits(self) -> tuple[float, float]:
         """(vmin, vmax): ``clim``, else ``interval`` on the pyramid's whole-image subsample (once)."""

@@ -130,6 +130,34 @@ def test_a_tap_on_a_structure_shows_its_label_where_tapped(kiosk):
     assert c.label is None  # and goes away by itself
 
 
+def test_a_tap_on_an_image_names_the_point_where_tapped(kiosk):
+    from lenghu.viewer.model import plane_point
+
+    c, view = kiosk
+    c.machine.state = m.KioskState(scene=1, language="zh", attract=False, scene_started=450.0, last_input=450.0,
+                                   now=450.0)
+    c.apply([m.GoTo(1, "test")])  # the small FITS image (no WCS)
+    c.advance(450.1)
+    assert c.scene.camera.kind == "panzoom"
+    layer = c.current.layers[-1]
+    x, y = 200.0, 70.0
+    wx, wy = plane_point(c.scene.camera, SIZE, x, y)
+    i, j = int(np.floor(wx)), int(np.floor(wy))
+    assert 0 <= i < layer.shape[1] and 0 <= j < layer.shape[0]
+    before = view.render()
+    c.handle(m.PointerDown(450.2, x, y))
+    c.handle(m.PointerUp(450.3, x, y))
+    assert c.label is not None and c.label.structure == -1
+    assert c.overlay_state().label[0] == f"像素 ({i}, {j})：亮度 {layer.data[j, i]:.4g}"
+    changed = diff(before, view.render()) > 40
+    assert changed[50:90, 190:260].mean() > 0.1 and changed[:, :120].mean() < 0.01  # drawn at the tap
+    wx, wy = plane_point(c.scene.camera, SIZE, 2, 2)  # a corner: the scene is wider than the square image
+    assert not (0 <= wx < layer.shape[1] and 0 <= wy < layer.shape[0])
+    c.handle(m.PointerDown(451.0, 2, 2))
+    c.handle(m.PointerUp(451.1, 2, 2))
+    assert c.label is None  # off the image: no label (and the previous one is gone)
+
+
 def test_tap_on_empty_space_shows_no_label(kiosk):
     c, view = kiosk
     fresh(c, 500.0)

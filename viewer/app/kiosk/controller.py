@@ -51,7 +51,8 @@ class Bundle:
 
 @dataclass
 class Label:
-    """A tapped structure's label: text, where it was tapped (px) and when it goes away (s)."""
+    """A tapped structure's label (or a tapped image point's: ``structure`` -1): text, where it was tapped (px)
+    and when it goes away (s)."""
 
     text: Text
     x: float
@@ -262,10 +263,18 @@ class KioskController:
             self._series_time(b, st.series_time)
 
     def pick(self, x: float, y: float) -> Label | None:
-        """Show the label of the structure nearest to pixel (x, y), if one is within reach of the tap."""
-        from lenghu.viewer.model import project
+        """Show the label of the structure nearest to pixel (x, y), if one is within reach of the tap; in an
+        image, the label of the tapped point (:func:`~lenghu.viewer.app.kiosk.image_labels.image_text`)."""
+        from lenghu.viewer.model import ImageLayer, PanZoomCamera, plane_point, project
 
         b = self.current
+        images = [layer for layer in b.layers if isinstance(layer, ImageLayer)]
+        if images and isinstance(self.scene.camera, PanZoomCamera):
+            from lenghu.viewer.app.kiosk.image_labels import image_text
+
+            text = image_text(images[-1], *plane_point(self.scene.camera, self.size, x, y))
+            self.label = None if text is None else Label(text, x, y, self.now + self.show.label_seconds, -1)
+            return self.label
         if not b.structures:
             return None
         centres = np.array([s.center for s in b.structures])
