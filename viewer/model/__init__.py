@@ -17,6 +17,7 @@ from lenghu.viewer.model.cameras import (
     TurntableCamera,
     camera_from_dict,
     camera_from_json,
+    pixel_ray,
     plane_point,
     project,
 )
@@ -28,8 +29,8 @@ from lenghu.viewer.model.scene import Scene
 from lenghu.viewer.model.tour import Keyframe, Tour, TourState, hermite
 
 __all__ = [
-    "Camera", "FlyCamera", "PanZoomCamera", "TurntableCamera", "camera_from_dict", "camera_from_json", "plane_point",
-    "project",
+    "Camera", "FlyCamera", "PanZoomCamera", "TurntableCamera", "camera_from_dict", "camera_from_json", "pixel_ray",
+    "plane_point", "project",
     "colormap_lut", "interval", "stretch", "Emitter", "Event", "Evented", "Prop",
     "ImageLayer", "Layer", "ParticleLayer", "TiledImageLayer", "VolumeLayer", "fits_kind",
     "ParticleData", "TimeSeries", "field_range", "load_particles", "Scene",

@@ -352,6 +352,18 @@ def plane_point(camera: "PanZoomCamera", size: tuple[int, int], x: float, y: flo
     return camera.center[0] + (x - w / 2) * per_pixel, camera.center[1] - (y - h / 2) * per_pixel
 
 
+def pixel_ray(camera: Camera, size: tuple[int, int], x: float, y: float) -> tuple[np.ndarray, np.ndarray]:
+    """The world ray under pixel (``x``, ``y``) (top-left origin): a point on the near plane and the unit
+    direction away from the camera (the inverse of :func:`project`)."""
+    w, h = size
+    m = np.linalg.inv(camera.projection_matrix(w / h) @ camera.view_matrix())
+    ndc_x, ndc_y = 2.0 * x / w - 1.0, 1.0 - 2.0 * y / h
+    near, far = (m @ np.array([ndc_x, ndc_y, z, 1.0]) for z in (-1.0, 1.0))
+    near, far = near[:3] / near[3], far[:3] / far[3]
+    direction = far - near
+    return near, direction / np.linalg.norm(direction)
+
+
 def project(points: np.ndarray, camera: Camera, size: tuple[int, int]) -> np.ndarray:
     """Pixel coordinates (x right, y down, origin at the top left) of world ``points`` (N, 3).
 

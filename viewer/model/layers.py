@@ -173,11 +173,12 @@ class VolumeLayer(Layer):
     attenuation = Prop(0.5, positive)
     gamma = Prop(1.0, positive)
 
-    def __init__(self, data: np.ndarray, extent=None, wcs=None, **kwargs: Any):
+    def __init__(self, data: np.ndarray, extent=None, wcs=None, unit: str = "", **kwargs: Any):
         super().__init__(**kwargs)
         data = np.asarray(data)
         if data.ndim != 3:
             raise ValueError(f"a volume needs a 3-D grid, got shape {data.shape}")
+        self.unit = unit
         self.data = np.nan_to_num(data.astype(np.float32, copy=False), nan=0.0)
         nz, ny, nx = self.data.shape
         self.extent = (np.zeros(3), np.array([nx, ny, nz], float)) if extent is None else (
@@ -188,6 +189,26 @@ class VolumeLayer(Layer):
 
     def bounds(self):
         return self.extent
+
+    def brightest_along(self, origin: np.ndarray, direction: np.ndarray) -> tuple[int, int, int] | None:
+        """The voxel (i, j, k) of largest value on the ray ``origin + t direction`` (t >= 0), as a maximum
+        intensity projection shows it; None if the ray misses the grid. Sampled at half the smallest voxel."""
+        lo, hi = self.extent
+        nz, ny, nx = self.data.shape
+        voxel = (hi - lo) / np.array([nx, ny, nz], float)
+        with np.errstate(divide="ignore", invalid="ignore"):  # slab intersection with the box
+            t_a, t_b = (lo - origin) / direction, (hi - origin) / direction
+        t_a = np.where(direction == 0, np.where((origin >= lo) & (origin <= hi), -np.inf, np.inf), t_a)
+        t_b = np.where(direction == 0, np.where((origin >= lo) & (origin <= hi), np.inf, -np.inf), t_b)
+        t0 = max(0.0, float(np.max(np.minimum(t_a, t_b))))
+        t1 = float(np.min(np.maximum(t_a, t_b)))
+        if not t1 > t0:
+            return None
+        n = int(min(8192, max(2, np.ceil((t1 - t0) / (0.5 * voxel.min())))))
+        points = origin + np.linspace(t0, t1, n)[:, None] * direction
+        index = np.clip(np.floor((points - lo) / voxel).astype(int), 0, [nx - 1, ny - 1, nz - 1])
+        best = int(np.argmax(self.data[index[:, 2], index[:, 1], index[:, 0]]))
+        return tuple(int(v) for v in index[best])
 
     def color_range(self) -> tuple[float, float]:
         if self.clim is not None:
@@ -210,7 +231,8 @@ class VolumeLayer(Layer):
         """A volume from a FITS cube (degenerate axes dropped, NaN -> 0); the WCS is kept."""
         data, header = _read_fits_array(path, hdu, ndim=3)
         wcs = _celestial_wcs(header)
-        return cls(data, wcs=wcs, name=kwargs.pop("name", Path(path).name), **kwargs)
+        return cls(data, wcs=wcs, unit=str(header.get("BUNIT", "")).strip(), name=kwargs.pop("name", Path(path).name),
+                   **kwargs)
 
 
 class ImageLayer(Layer):

@@ -60,3 +60,77 @@ def test_a_tiled_image_reads_the_value_of_its_full_resolution_tile(tmp_path):
         assert layer.value_at(i, j) == image[j, i]
     assert np.isnan(layer.value_at(900, 10))
     assert image_text(layer, 300.5, 520.5).en == f"Pixel (300, 520): brightness {image[520, 300]:.4g}"
+
+
+def _cube_header(naxis4: bool = False):
+    from astropy.io import fits
+
+    h = fits.Header()
+    for n, (ctype, crval, crpix, cdelt, cunit) in enumerate(
+            [("RA---TAN", 150.0, 12.5, -1 / 3600, "deg"), ("DEC--TAN", 2.0, 12.5, 1 / 3600, "deg"),
+             ("FREQ", 1.4204e9, 1.0, 1.0e5, "Hz")] + ([("STOKES", 1.0, 1.0, 1.0, "")] if naxis4 else []), start=1):
+        h[f"CTYPE{n}"], h[f"CRVAL{n}"], h[f"CRPIX{n}"], h[f"CDELT{n}"], h[f"CUNIT{n}"] = ctype, crval, crpix, cdelt, cunit
+    h["BUNIT"] = "Jy/beam"
+    return h
+
+
+@pytest.mark.parametrize("naxis4", [False, True])
+def test_a_tap_on_a_cube_names_its_brightest_voxel_with_sky_position_and_frequency(tmp_path, naxis4):
+    from astropy.io import fits
+
+    from lenghu.viewer.app.kiosk.image_labels import voxel_text
+    from lenghu.viewer.model import TurntableCamera, VolumeLayer, pixel_ray
+
+    cube = np.random.default_rng(5).normal(0, 0.01, (10, 24, 24)).astype(np.float32)
+    cube[7, 11, 13] = 5.0  # a bright voxel: x 13, y 11, channel 7
+    path = tmp_path / "cube.fits"
+    fits.PrimaryHDU(cube[None] if naxis4 else cube, header=_cube_header(naxis4)).writeto(path)
+    layer = VolumeLayer.from_fits(path)
+    cam = TurntableCamera(azimuth=20, elevation=30)
+    cam.fit(*layer.bounds())
+    size = (320, 180)
+    centre = np.array([13.5, 11.5, 7.5])  # the voxel's centre in world units (one unit per voxel)
+    x, y = project([centre], cam, size)[0]
+    origin, direction = pixel_ray(cam, size, x, y)
+    along = origin + np.dot(centre - origin, direction) * direction
+    assert np.allclose(along, centre, atol=1e-6)  # the ray goes through the tapped point
+    assert layer.brightest_along(origin, direction) == (13, 11, 7)
+    assert layer.brightest_along(origin, -direction) is None  # behind the camera: nothing
+    assert layer.brightest_along(np.array([100.0, 100.0, 100.0]), np.array([1.0, 0.0, 0.0])) is None  # misses
+    text = voxel_text(layer, 13, 11, 7)
+    wcs = layer.wcs
+    pixel = [13.0, 11.0, 7.0] + ([0.0] if naxis4 else [])
+    ra, dec, freq = wcs.all_pix2world([pixel], 0)[0][:3]
+    sky = SkyCoord(ra, dec, unit="deg")
+    assert text.en == (f"RA {sky.ra.to_string(unit='hourangle', sep='hms', precision=1, pad=True)}, "
+                       f"Dec {sky.dec.to_string(unit='deg', sep='dms', precision=0, alwayssign=True, pad=True)}, "
+                       f"frequency {freq / 1e9:.6g} GHz: brightness 5 Jy/beam")
+    assert "频率 1.42" in text.zh and text.zh.endswith("亮度 5 Jy/beam")
+    bare = VolumeLayer(cube)
+    assert voxel_text(bare, 13, 11, 7).en == "Voxel (13, 11, 7): brightness 5"
+
+
+def test_the_kiosk_labels_a_tapped_cube_voxel_and_an_image_point(tmp_path):
+    from astropy.io import fits
+
+    from lenghu.viewer.app.kiosk import machine as m
+    from lenghu.viewer.app.kiosk.controller import KioskController
+    from lenghu.viewer.app.kiosk.show import load_show
+    from tests.viewer.kiosk.conftest import SHOW
+
+    cube = np.zeros((10, 24, 24), np.float32)
+    cube[4, 12, 6] = 3.0
+    fits.PrimaryHDU(cube, header=_cube_header()).writeto(tmp_path / "cube.fits")
+    scene = ('\n[[scene]]\nname = "cube"\ndata = "cube.fits"\nduration = 30\ntour = "still"\n'
+             'caption = { zh = "立方体", en = "A cube" }\n')
+    (tmp_path / "show.toml").write_text(SHOW.format(idle=5.0, outside="false", scenes=scene), encoding="utf-8")
+    c = KioskController(load_show(tmp_path / "show.toml"), (320, 180))
+    c.advance(1.0)
+    x, y = project([[6.5, 12.5, 4.5]], c.scene.camera, (320, 180))[0]
+    c.handle(m.PointerDown(1.1, x, y))
+    c.handle(m.PointerUp(1.2, x, y))
+    assert c.label is not None and c.label.structure == -1
+    assert c.overlay_state().label[0].endswith("亮度 3 Jy/beam") and "频率" in c.overlay_state().label[0]
+    c.handle(m.PointerDown(2.0, 1, 1))  # the corner: the ray misses the cube
+    c.handle(m.PointerUp(2.1, 1, 1))
+    assert c.label is None

@@ -264,15 +264,23 @@ class KioskController:
 
     def pick(self, x: float, y: float) -> Label | None:
         """Show the label of the structure nearest to pixel (x, y), if one is within reach of the tap; in an
-        image, the label of the tapped point (:func:`~lenghu.viewer.app.kiosk.image_labels.image_text`)."""
-        from lenghu.viewer.model import ImageLayer, PanZoomCamera, plane_point, project
+        image or a cube, the label of the tapped point (:mod:`lenghu.viewer.app.kiosk.image_labels`)."""
+        from lenghu.viewer.model import ImageLayer, PanZoomCamera, VolumeLayer, pixel_ray, plane_point, project
 
         b = self.current
         images = [layer for layer in b.layers if isinstance(layer, ImageLayer)]
+        volumes = [layer for layer in b.layers if isinstance(layer, VolumeLayer)]
         if images and isinstance(self.scene.camera, PanZoomCamera):
             from lenghu.viewer.app.kiosk.image_labels import image_text
 
             text = image_text(images[-1], *plane_point(self.scene.camera, self.size, x, y))
+            self.label = None if text is None else Label(text, x, y, self.now + self.show.label_seconds, -1)
+            return self.label
+        if volumes:
+            from lenghu.viewer.app.kiosk.image_labels import voxel_text
+
+            voxel = volumes[-1].brightest_along(*pixel_ray(self.scene.camera, self.size, x, y))
+            text = None if voxel is None else voxel_text(volumes[-1], *voxel)
             self.label = None if text is None else Label(text, x, y, self.now + self.show.label_seconds, -1)
             return self.label
         if not b.structures:
