@@ -292,15 +292,17 @@ def measure_first_frame(res, store_path, label, n, camera, size, budget=10**6):
         gc.collect()
 
 
-def measure_markers(res, positions, label, camera, size, repeats, png=None):
-    """bench_viewer.py's peer: Markers, size 3, no edge, white at alpha 0.05, additive blending, same camera."""
+def measure_markers(res, positions, label, camera, size, repeats, png=None, parts=1):
+    """bench_viewer.py's peer: Markers, size 3, no edge, white at alpha 0.05, additive blending, same camera;
+    ``parts`` > 1 splits the points into that many visuals (one vertex buffer each)."""
     from vispy import scene
     from vispy.visuals.transforms import MatrixTransform
 
     from lenghu.viewer.model.metrics import lit_fraction, white_fraction
 
     n = len(positions)
-    what = f"vispy Markers, all {n:.2e} points, {size[0]}x{size[1]}"
+    what = f"vispy Markers, all {n:.2e} points" + (f" as {parts} visuals" if parts > 1 else "") + \
+        f", {size[0]}x{size[1]}"
     canvas = None
     try:
         canvas = scene.SceneCanvas(size=size, show=False, bgcolor="black")
@@ -308,15 +310,17 @@ def measure_markers(res, positions, label, camera, size, repeats, png=None):
         w, h = size
         to_px = np.array([[w / 2, 0, 0, w / 2], [0, -h / 2, 0, h / 2], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
         node.transform = MatrixTransform((to_px @ camera.projection_matrix(w / h) @ camera.view_matrix()).T)
-        markers = scene.visuals.Markers(parent=node)
         t0 = time.perf_counter()
-        markers.set_data(positions, size=3, edge_width=0, face_color=(1.0, 1.0, 1.0, 0.05))
+        for chunk in np.array_split(positions, parts):
+            markers = scene.visuals.Markers(parent=node)
+            markers.set_data(chunk, size=3, edge_width=0, face_color=(1.0, 1.0, 1.0, 0.05))
+            markers.set_gl_state("additive", depth_test=False)
         set_data = time.perf_counter() - t0
-        markers.set_gl_state("additive", depth_test=False)
         med, best, warm, img = timed(lambda: canvas.render(alpha=False), repeats)
-        res.add(what=what, kind="markers", source=label, particles=n, size=list(size), frame_s=med, min_s=best,
-                warmup_s=warm, set_data_s=set_data, fps=1.0 / med, lit_fraction=lit_fraction(img),
-                white_fraction=white_fraction(img), mean_level=float(img.mean()))
+        res.add(what=what, kind="markers" if parts == 1 else "markers_split", source=label, particles=n,
+                parts=parts, size=list(size), frame_s=med, min_s=best, warmup_s=warm, set_data_s=set_data,
+                fps=1.0 / med, lit_fraction=lit_fraction(img), white_fraction=white_fraction(img),
+                mean_level=float(img.mean()))
         if png:
             save_png(png, img)
     except Exception as exc:  # noqa: BLE001

@@ -99,41 +99,6 @@ def split_frame(res, store_path, n, camera, size, repeats, exponent=None, profil
         gc.collect()
 
 
-def markers_split(res, positions, camera, size, repeats, parts, png=None):
-    from vispy import scene
-    from vispy.visuals.transforms import MatrixTransform
-
-    from lenghu.viewer.model.metrics import lit_fraction, white_fraction
-
-    n = len(positions)
-    what = f"vispy Markers, all {n:.2e} points as {parts} visuals, {size[0]}x{size[1]}"
-    canvas = None
-    try:
-        canvas = scene.SceneCanvas(size=size, show=False, bgcolor="black")
-        node = scene.Node(parent=canvas.scene)
-        w, h = size
-        to_px = np.array([[w / 2, 0, 0, w / 2], [0, -h / 2, 0, h / 2], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
-        node.transform = MatrixTransform((to_px @ camera.projection_matrix(w / h) @ camera.view_matrix()).T)
-        t0 = time.perf_counter()
-        for chunk in np.array_split(positions, parts):
-            markers = scene.visuals.Markers(parent=node)
-            markers.set_data(chunk, size=3, edge_width=0, face_color=(1.0, 1.0, 1.0, 0.05))
-            markers.set_gl_state("additive", depth_test=False)
-        set_data = time.perf_counter() - t0
-        med, best, warm, img = m.timed(lambda: canvas.render(alpha=False), repeats)
-        res.add(what=what, kind="markers_split", source=f"{n:.1e}", particles=n, parts=parts, size=list(size),
-                frame_s=med, min_s=best, warmup_s=warm, set_data_s=set_data, fps=1.0 / med,
-                lit_fraction=lit_fraction(img), white_fraction=white_fraction(img), mean_level=float(img.mean()))
-        if png:
-            m.save_png(png, img)
-    except Exception as exc:  # noqa: BLE001
-        res.error(what, exc)
-    finally:
-        if canvas is not None:
-            canvas.close()
-        gc.collect()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_out")))
@@ -179,7 +144,7 @@ def main(argv=None) -> int:
             m.log(f"{len(positions):.2e} particles simulated and loaded in {time.perf_counter() - t0:.1f} s")
             for size in m.SIZES:
                 png = args.out / f"markers_split_{size[0]}x{size[1]}.png" if size == m.SIZES[0] else None
-                markers_split(res, positions, camera, size, 3, args.parts, png=png)
+                m.measure_markers(res, positions, f"{len(positions):.1e}", camera, size, 3, png=png, parts=args.parts)
     res.save()
     m.log(f"done; {len(res.doc['rows'])} rows, {len(res.doc['errors'])} errors")
     return 0
