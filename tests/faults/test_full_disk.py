@@ -63,8 +63,8 @@ def _limit_file_size(limit: int):
     return preexec
 
 
-#: 8 MB: the registry and the first scratch files of the bias frames fit, the rest does not (the
-#: night needs about 80 MB at its peak: masters, their scratch inputs, calibrated images).
+#: 8 MB: the registry and the first masters' combined arrays fit, the rest does not (the night needs
+#: tens of MB at its peak: masters, their combined arrays, calibrated images).
 SMALL_MB = 8
 
 
@@ -111,15 +111,11 @@ import numpy as np
 from lenghu.calib.combine import CombineConfig
 from lenghu.pipelines import tasks
 
-scratch, full = sys.argv[1], sys.argv[2]
-inputs = []
-for i in range(3):
-    path = f"{scratch}/{i}.npy"
-    np.save(path, np.full((512, 512), 100.0 + i, dtype=np.float32))
-    inputs.append(path)
+full = sys.argv[2]  # (argv[1]: a folder with room, unused since the inputs are made in memory)
+strips = [np.full((512, 512), 100.0 + i, dtype=np.float32) for i in range(3)]
 try:
     outputs = tasks.create_combine_outputs(full + "/combined", (512, 512))
-    tasks.combine_rows(inputs, [1.0, 1.0, 1.0], 0, 512, CombineConfig(), outputs)
+    tasks.combine_strips(strips, [1.0, 1.0, 1.0], 0, CombineConfig(), outputs)
 except OSError as exc:
     print("ENOSPC" if exc.errno == errno.ENOSPC else f"other OSError: {exc}")
     sys.exit(0)
