@@ -63,8 +63,8 @@ def _limit_file_size(limit: int):
     return preexec
 
 
-#: 8 MB: the registry and the first masters' combined arrays fit, the rest does not (the night needs
-#: tens of MB at its peak: masters, their combined arrays, calibrated images).
+#: 8 MB: the registry and the first masters' combined arrays fit, the rest does not (the night's masters,
+#: their combined arrays and its calibrated images need more).
 SMALL_MB = 8
 
 
