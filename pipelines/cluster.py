@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -80,6 +82,7 @@ def dask_client(execution: ExecutionConfig) -> Iterator[tuple["distributed.Clien
     client = distributed.Client(cluster)
     if execution.processes and execution.start_method == "fork":
         client.register_plugin(QuietForkedWorkerLogs(), name="lenghu-quiet-logs")
+        client.register_plugin(EndWithDriver(os.getpid()), name="lenghu-end-with-driver")
     try:
         yield client, ClusterInfo("local", cluster.scheduler_address, _local_dashboard_link(client, execution),
                                   workers)
@@ -112,6 +115,53 @@ def QuietForkedWorkerLogs():  # noqa: N802 - builds the plugin object (distribut
     from distributed.diagnostics.plugin import WorkerPlugin
 
     return type("QuietForkedWorkerLogs", (_QuietLogsPlugin, WorkerPlugin), {})()
+
+
+#: ``prctl`` option that sets the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent_pid: int) -> bool:
+    """Have the kernel kill this process (SIGKILL) when its parent ``parent_pid`` dies; Linux only.
+
+    Exits at once if the parent is already gone. Returns False where the system has no such signal.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if os.getppid() != parent_pid:  # the parent died before the signal was set: nothing would send it
+        os._exit(1)
+    return True
+
+
+class _EndWithDriverPlugin:
+    """Worker plugin: a forked local worker dies with the driver that forked it.
+
+    Dask ends a worker whose parent is gone when a pipe that only the parent holds open closes. Forked
+    workers also inherit each other's ends of those pipes, so after the driver was killed a worker could
+    wait for its scheduler connection to time out (30 s; seen once in the killed-driver fault test) before
+    ending. The parent-death signal does not depend on who holds what.
+    """
+
+    name = "lenghu-end-with-driver"
+
+    def __init__(self, driver_pid: int):
+        self.driver_pid = driver_pid
+
+    def setup(self, worker) -> None:
+        end_with_parent(self.driver_pid)
+
+
+def EndWithDriver(driver_pid: int):  # noqa: N802 - builds the plugin object (distributed imported lazily)
+    """A :class:`distributed.WorkerPlugin` that ends forked workers with the driver (see :class:`_EndWithDriverPlugin`)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    return type("EndWithDriver", (_EndWithDriverPlugin, WorkerPlugin), {})(driver_pid)
 
 
 def _local_dashboard_link(client: "distributed.Client", execution: ExecutionConfig) -> str:  # noqa: F821
