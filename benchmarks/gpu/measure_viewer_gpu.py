@@ -39,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -227,6 +228,21 @@ def timed(render, repeats: int):
     return float(np.median(times)), float(np.min(times)), warm, np.asarray(img)
 
 
+@contextlib.contextmanager
+def recorded(res, what: str):
+    """One measurement: an error is recorded under ``what`` and the other figures go on; what the block
+    opened (``opened.append(x)``: a renderer or a canvas) is closed, and memory collected, either way."""
+    opened = []
+    try:
+        yield opened
+    except Exception as exc:  # noqa: BLE001 - record and go on with the other figures
+        res.error(what, exc)
+    finally:
+        for thing in opened:
+            thing.close()
+        gc.collect()
+
+
 # ---------------------------------------------------------------------------------------------- measurements
 def measure_ours(res, source, label, n, budget, camera, size, repeats, png=None, lod=True):
     from lenghu.viewer.lod import LodStore
@@ -235,11 +251,11 @@ def measure_ours(res, source, label, n, budget, camera, size, repeats, png=None,
     from lenghu.viewer.render import SceneRenderer
 
     what = (f"ours, {'.lod store' if lod else 'in memory'}, budget {budget:.0e}, N={n:.2e}, {size[0]}x{size[1]}")
-    renderer = None
-    try:
+    with recorded(res, what) as opened:
         layer = ParticleLayer(LodStore(source) if lod else source, field="grid_density", budget=budget)
         renderer = SceneRenderer(Scene([layer], camera=camera.copy(), scale_bar=False, color_bar=False), size=size,
                                  wait_for_data=True)
+        opened.append(renderer)
         med, best, warm, img = timed(renderer.render, repeats)
         adapter = renderer.adapter(layer)
         pre = renderer.frame_times[-repeats:]
@@ -251,12 +267,6 @@ def measure_ours(res, source, label, n, budget, camera, size, repeats, png=None,
                 lit_fraction=lit_fraction(img), white_fraction=white_fraction(img), mean_level=float(img.mean()))
         if png:
             save_png(png, img)
-    except Exception as exc:  # noqa: BLE001 - record and go on with the other figures
-        res.error(what, exc)
-    finally:
-        if renderer is not None:
-            renderer.close()
-        gc.collect()
 
 
 def measure_first_frame(res, store_path, label, n, camera, size, budget=10**6):
@@ -266,13 +276,13 @@ def measure_first_frame(res, store_path, label, n, camera, size, budget=10**6):
     from lenghu.viewer.render import SceneRenderer
 
     what = f"ours, first frame from the {label} store (open + draw, no waiting), budget {budget:.0e}, {size[0]}x{size[1]}"
-    renderer = None
-    try:
+    with recorded(res, what) as opened:
         cam = camera.copy()
         start = time.perf_counter()
         store = LodStore(store_path)
         layer = ParticleLayer(store, field="grid_density", budget=budget)
         renderer = SceneRenderer(Scene([layer], camera=cam, scale_bar=False, color_bar=False), size=size)
+        opened.append(renderer)
         img = renderer.render()
         first = time.perf_counter() - start
         adapter = renderer.adapter(layer)
@@ -284,12 +294,6 @@ def measure_first_frame(res, store_path, label, n, camera, size, budget=10**6):
                 first_frame_s=first, first_points=first_points, first_lit_fraction=lit_fraction(img),
                 complete_frame_s=complete, complete_points=int(adapter.last_points),
                 complete_lit_fraction=lit_fraction(img2))
-    except Exception as exc:  # noqa: BLE001
-        res.error(what, exc)
-    finally:
-        if renderer is not None:
-            renderer.close()
-        gc.collect()
 
 
 def measure_markers(res, positions, label, camera, size, repeats, png=None, parts=1):
@@ -303,9 +307,9 @@ def measure_markers(res, positions, label, camera, size, repeats, png=None, part
     n = len(positions)
     what = f"vispy Markers, all {n:.2e} points" + (f" as {parts} visuals" if parts > 1 else "") + \
         f", {size[0]}x{size[1]}"
-    canvas = None
-    try:
+    with recorded(res, what) as opened:
         canvas = scene.SceneCanvas(size=size, show=False, bgcolor="black")
+        opened.append(canvas)
         node = scene.Node(parent=canvas.scene)
         w, h = size
         to_px = np.array([[w / 2, 0, 0, w / 2], [0, -h / 2, 0, h / 2], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
@@ -323,12 +327,6 @@ def measure_markers(res, positions, label, camera, size, repeats, png=None, part
                 mean_level=float(img.mean()))
         if png:
             save_png(png, img)
-    except Exception as exc:  # noqa: BLE001
-        res.error(what, exc)
-    finally:
-        if canvas is not None:
-            canvas.close()
-        gc.collect()
 
 
 def measure_empty(res, size, repeats):
@@ -336,16 +334,11 @@ def measure_empty(res, size, repeats):
     from vispy import scene
 
     what = f"empty SceneCanvas (clear + read-back), {size[0]}x{size[1]}"
-    canvas = None
-    try:
+    with recorded(res, what) as opened:
         canvas = scene.SceneCanvas(size=size, show=False, bgcolor="black")
+        opened.append(canvas)
         med, best, warm, img = timed(lambda: canvas.render(alpha=False), repeats)
         res.add(what=what, kind="empty", size=list(size), frame_s=med, min_s=best, warmup_s=warm)
-    except Exception as exc:  # noqa: BLE001
-        res.error(what, exc)
-    finally:
-        if canvas is not None:
-            canvas.close()
 
 
 def make_set(res, folder: Path, particles: int, files: int | None):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import io
 import os
 import pstats
@@ -48,13 +47,13 @@ def split_frame(res, store_path, n, camera, size, repeats, exponent=None, profil
 
     what = (f"ours, .lod store, budget 1e6, N={n:.2e}, {size[0]}x{size[1]}"
             + (f", lod_size_exponent={exponent}" if exponent is not None else ""))
-    renderer = None
-    try:
+    with m.recorded(res, what) as opened:
         layer = ParticleLayer(LodStore(store_path), field="grid_density", budget=10**6)
         if exponent is not None:
             layer.lod_size_exponent = exponent
         renderer = SceneRenderer(Scene([layer], camera=camera.copy(), scale_bar=False, color_bar=False), size=size,
                                  wait_for_data=True)
+        opened.append(renderer)
         accum = []
         original = renderer._before_draw
 
@@ -91,12 +90,6 @@ def split_frame(res, store_path, n, camera, size, repeats, exponent=None, profil
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_stats(25)
             profile_to.write_text(f"{what}: cProfile of 5 frames\n" + out.getvalue())
-    except Exception as exc:  # noqa: BLE001
-        res.error(what, exc)
-    finally:
-        if renderer is not None:
-            renderer.close()
-        gc.collect()
 
 
 def main(argv=None) -> int:
